@@ -1,0 +1,65 @@
+"""Pure-JAX wireless environments with the gymnax 1.x API.
+
+    import envs
+    env, params = envs.make("msr-80", total_power=10.0)
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+`envs.names()` lists the registered environments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from envs.aigc import AIGC, AIGCParams
+from envs.environment import Box, Discrete, Environment
+from envs.msr import MSR, MSRParams, water_filling
+
+__all__ = ["make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "water_filling"]
+
+# name -> (environment constructor, preset overrides applied before the user's)
+_REGISTRY: dict[str, tuple[Callable[[], Environment], dict[str, Any]]] = {}
+
+
+def register(name: str, env_factory: Callable[[], Environment], **preset: Any) -> None:
+    """Register an environment under `name` with preset parameter overrides."""
+    if name in _REGISTRY:
+        raise ValueError(f"environment {name!r} is already registered")
+    _REGISTRY[name] = (env_factory, preset)
+
+
+def names() -> list[str]:
+    """Registered environment names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
+    """Build `(env, env_params)` for a registered name; overrides replace `EnvParams` fields.
+
+    Raises:
+        ValueError: unknown name (lists the valid ones), unknown field or out-of-range value (names the field).
+        TypeError: a value of the wrong type for its field.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(names())}")
+    factory, preset = _REGISTRY[name]
+    env = factory()
+    params = env.make_params(**{**preset, **param_overrides})
+    return env, params
+
+
+register("msr-3", MSR, num_channels=3, total_power=10.0)
+register("msr-80", MSR, num_channels=80, total_power=20.0)
+# GDMOPT power-allocation tutorial: 10 channels, budget 3, strong half / weak half, reward = rate - optimum.
+register(
+    "msr-gdmopt",
+    MSR,
+    num_channels=10,
+    total_power=3.0,
+    gain_low=[1.0] * 5 + [0.0] * 5,
+    gain_high=[2.0] * 5 + [1.0] * 5,
+    reward_mode="regret",
+)
+register("aigc", AIGC)
