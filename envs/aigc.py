@@ -349,11 +349,14 @@ def crash_avoid_policy(key: jax.Array, obs: jax.Array, state: AIGCState, params:
 
 
 def prophet_policy(key: jax.Array, obs: jax.Array, state: AIGCState, params: AIGCParams) -> jax.Array:
-    """Oracle greedy: among providers where the task fits, the highest quality u_i(t) (lowest index on ties);
+    """Oracle greedy: among providers where the task fits, the highest quality u_i(t) (lowest index on ties,
+    qualities equal to 1e-6 count as tied);
     if it fits nowhere, the crash-avoid choice. Reads the hidden quality coefficients."""
     avail = jnp.asarray(params.cap, jnp.float32) - jnp.sum(state.task_size, axis=-1)
     fits = state.size <= avail
-    u = quality(state.size, params.ax, params.ay, params.bx, params.by)
+    # Qualities that agree to 1e-6 are ties (the reference table has exact ties, e.g. by - ay = 0.70 on
+    # several providers, which float32 rounding would otherwise break arbitrarily).
+    u = jnp.round(quality(state.size, params.ax, params.ay, params.bx, params.by), 6)
     best = jnp.argmax(jnp.where(fits, u, -jnp.inf))
     return jnp.where(jnp.any(fits), best, jnp.argmax(avail)).astype(jnp.int32)
 

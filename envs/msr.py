@@ -101,7 +101,8 @@ def action_to_power(action: jax.Array, total_power: jax.Array | float) -> jax.Ar
     magnitude = jnp.abs(action)
     total = jnp.sum(magnitude, axis=-1, keepdims=True)
     n = action.shape[-1]
-    share = jnp.where(total > 0, magnitude / jnp.where(total > 0, total, 1.0), 1.0 / n)
+    # `total == 0` (not `total > 0`) so that a NaN action propagates to a NaN reward instead of being hidden.
+    share = jnp.where(total == 0, 1.0 / n, magnitude / jnp.where(total == 0, 1.0, total))
     return jnp.asarray(total_power, jnp.float32)[..., None] * share
 
 

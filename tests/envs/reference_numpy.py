@@ -170,7 +170,7 @@ class AIGCLoop:
         best, best_u = None, -1.0
         for i, (ax, ay, bx, by, cap) in enumerate(self.table):
             if self.size <= self.avail(i):
-                u = aigc_quality(self.size, ax, ay, bx, by)
+                u = round(aigc_quality(self.size, ax, ay, bx, by), 9)
                 if u > best_u:
                     best, best_u = i, u
         return self.crash_avoid() if best is None else best
