@@ -20,11 +20,13 @@ from envs.msr import MSR, MSRParams, water_filling
 __all__ = ["make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "water_filling"]
 
 # name -> (environment constructor, preset overrides applied before the user's)
-_REGISTRY: dict[str, tuple[Callable[[], Environment], dict[str, Any]]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., Environment], dict[str, Any]]] = {}
 
 
-def register(name: str, env_factory: Callable[[], Environment], **preset: Any) -> None:
-    """Register an environment under `name` with preset parameter overrides."""
+def register(name: str, env_factory: Callable[..., Environment], **preset: Any) -> None:
+    """Register an environment under `name` with preset parameter overrides.
+
+    `env_factory(default_params=None)` builds the environment (an `Environment` subclass works as is)."""
     if name in _REGISTRY:
         raise ValueError(f"environment {name!r} is already registered")
     _REGISTRY[name] = (env_factory, preset)
@@ -45,9 +47,8 @@ def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(names())}")
     factory, preset = _REGISTRY[name]
-    env = factory()
-    params = env.make_params(**{**preset, **param_overrides})
-    return env, params
+    params = factory().make_params(**{**preset, **param_overrides})
+    return factory(default_params=params), params
 
 
 register("msr-3", MSR, num_channels=3, total_power=10.0)

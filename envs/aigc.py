@@ -161,9 +161,7 @@ def sample_providers(key: jax.Array, num_providers: int = 20) -> dict[str, jax.A
 class AIGC(Environment[AIGCState, AIGCParams]):
     """AIGC service-provider selection; see the module docstring."""
 
-    @property
-    def default_params(self) -> AIGCParams:
-        return AIGCParams()
+    params_type = AIGCParams
 
     @property
     def name(self) -> str:

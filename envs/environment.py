@@ -64,9 +64,17 @@ def is_concrete(*xs: Any) -> bool:
 class Environment(Generic[TEnvState, TEnvParams]):
     """Abstract pure-JAX environment (gymnax 1.x API)."""
 
+    #: the `EnvParams` dataclass of this environment; `params_type()` gives the class defaults
+    params_type: type
+
+    def __init__(self, default_params: TEnvParams | None = None):
+        """`default_params`: the params used when `reset`/`step` get `params=None` (set by `envs.make`)."""
+        self._default_params = default_params
+
     @property
     def default_params(self) -> TEnvParams:
-        raise NotImplementedError
+        """The params this instance was made with (`envs.make`), else the class defaults."""
+        return self.params_type() if self._default_params is None else self._default_params
 
     # --- public API -----------------------------------------------------------------------------------
     def step(
@@ -148,13 +156,13 @@ class Environment(Generic[TEnvState, TEnvParams]):
         return params
 
     def make_params(self, **overrides: Any) -> TEnvParams:
-        """`default_params` with fields replaced, each type-checked, then `validate_params`.
+        """The class defaults with fields replaced, each type-checked, then `validate_params`.
 
         Raises:
             ValueError: unknown field (the message lists the valid ones) or a value out of range.
             TypeError: a value of the wrong type for its field (e.g. a float for an integer field).
         """
-        defaults = self.default_params
+        defaults = self.params_type()
         fields = {f.name for f in dataclasses.fields(defaults)}
         converted = {}
         for field, value in overrides.items():

@@ -109,9 +109,7 @@ def action_to_power(action: jax.Array, total_power: jax.Array | float) -> jax.Ar
 class MSR(Environment[MSRState, MSRParams]):
     """Multi-channel sum-rate power allocation; see the module docstring."""
 
-    @property
-    def default_params(self) -> MSRParams:
-        return MSRParams()
+    params_type = MSRParams
 
     @property
     def name(self) -> str:
