@@ -6,7 +6,8 @@ and the spaces; the base class provides the public, jitted `reset` and `step` wi
     obs, state = env.reset(key, params)
     obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
 
-`step` resets an episode that just ended (terminated or truncated) *inside* the same call, so a `lax.scan`
+`step` resets an episode that just ended (terminated or truncated) *inside* the same call (through the
+`auto_reset` hook, `reset_env` by default), so a `lax.scan`
 over steps never has to branch; the observation before the reset is in `info["final_observation"]`
 (needed to bootstrap correctly through a time-limit truncation). This is exactly gymnax >= 1.0's contract,
 so a gymnax environment and ours are interchangeable in rollout code and in gymnax wrappers.
@@ -113,7 +114,7 @@ class Environment(Generic[TEnvState, TEnvParams]):
         terminated = jnp.asarray(terminated, dtype=bool)
         truncated = jnp.asarray(self.is_truncated(state_st, params), dtype=bool)
         done = jnp.logical_or(terminated, truncated)
-        obs_re, state_re = self.reset_env(key_reset, params)
+        obs_re, state_re = self.auto_reset(key_reset, obs_st, state_st, params)
         state = jax.tree_util.tree_map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
         obs = jax.tree_util.tree_map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
         if jnp.issubdtype(action.dtype, jnp.floating):
@@ -143,6 +144,17 @@ class Environment(Generic[TEnvState, TEnvParams]):
     def reset_env(self, key: jax.Array, params: TEnvParams) -> tuple[Any, TEnvState]:
         """Environment-specific reset: (obs, state)."""
         raise NotImplementedError
+
+    def auto_reset(
+        self, key: jax.Array, obs_st: Any, state_st: TEnvState, params: TEnvParams
+    ) -> tuple[Any, TEnvState]:
+        """The (obs, state) that `step` continues from when an episode ends; `reset_env(key)` by default.
+
+        Under `vmap` both branches of the auto-reset are computed every step, so an environment whose
+        post-step state already has the law of a reset (i.i.d. instances) may override this to reuse it.
+        """
+        del obs_st, state_st
+        return self.reset_env(key, params)
 
     def get_obs(self, state: TEnvState, params: TEnvParams) -> jax.Array:
         raise NotImplementedError

@@ -15,7 +15,8 @@ problem vector x; including P lets one policy serve a vmapped sweep over budgets
 
 Reward modes (`EnvParams.reward_mode`, static): "rate" = R(p); "regret" = R(p) - R(p*) (<= 0, 0 is optimal;
 the GDMOPT convention). An episode is `max_steps_in_episode` independent instances and ends with
-`terminated=True` (a fixed-horizon problem, not a time-limit truncation).
+`terminated=True` (a fixed-horizon problem, not a time-limit truncation). Because instances are i.i.d., the
+auto-reset continues from the instance drawn by the step itself (see `auto_reset`).
 
 Exact reference: `water_filling` (closed form via sorting, jittable, vmappable), `optimal_value`,
 `optimal_action`.
@@ -142,6 +143,12 @@ class MSR(Environment[MSRState, MSRParams]):
         terminated = time >= params.max_steps_in_episode
         info = {"sum_rate": rate, "powers": powers}
         return self.get_obs(next_state, params), next_state, reward, terminated, info
+
+    def auto_reset(self, key, obs_st, state_st: MSRState, params: MSRParams):
+        """Instances are i.i.d., so the instance `step_env` just drew is a valid fresh episode start:
+        restart the clock instead of drawing N more gains (halves the random numbers per step)."""
+        del key
+        return obs_st, state_st.replace(time=jnp.zeros_like(state_st.time))
 
     def is_truncated(self, state: MSRState, params: MSRParams) -> jax.Array:
         return jnp.asarray(False)
