@@ -122,9 +122,10 @@ class AIGCParams:
 
 @struct.dataclass
 class AIGCState:
-    task_size: jax.Array  # [M, S] float32, 0 marks a free slot
-    task_arrival: jax.Array  # [M, S] int32, floored arrival time
-    task_duration: jax.Array  # [M, S] float32, D(size)
+    task_size: jax.Array  # [S, M] float32 resource units, 0 marks a free slot (slot-major: reductions over
+    #                      slots are elementwise adds of provider vectors, which vectorise well on CPU)
+    task_end: jax.Array  # [S, M] float32, arrival + D(size): the task is released once now >= task_end
+    avail: jax.Array  # [M] float32, cap - sum of running sizes (cached: observation and policies read it)
     now: jax.Array  # int32, floored arrival time of the current task
     frac: jax.Array  # float32 in [0, 1), fractional part of the continuous arrival time
     size: jax.Array  # float32, size of the current task
@@ -172,14 +173,18 @@ class AIGC(Environment[AIGCState, AIGCParams]):
     def _num_providers(params: AIGCParams) -> int:
         return int(jnp.shape(params.cap)[-1])
 
-    def _draw_size(self, key: jax.Array, params: AIGCParams) -> jax.Array:
+    @staticmethod
+    def _size_from_uniform(u: jax.Array, params: AIGCParams) -> jax.Array:
+        """Task size on the grid from u ~ U[0, 1): index floor(u * n) (exactly uniform for the default
+        n = 16 since u has 2^23 equally likely values; bias below 2^-23 otherwise)."""
         num_sizes = (params.size_high - params.size_low) // params.size_step + 1
-        index = jax.random.randint(key, (), 0, num_sizes)
-        return (params.size_low + params.size_step * index).astype(jnp.float32)
+        index = jnp.minimum(jnp.floor(u * num_sizes), num_sizes - 1)
+        return params.size_low + params.size_step * index
 
-    def available(self, state: AIGCState, params: AIGCParams) -> jax.Array:
+    @staticmethod
+    def available(state: AIGCState, params: AIGCParams) -> jax.Array:
         """Available capacity per provider [M] in resource units."""
-        return jnp.asarray(params.cap, jnp.float32) - jnp.sum(state.task_size, axis=-1)
+        return state.avail
 
     def get_obs(self, state: AIGCState, params: AIGCParams) -> jax.Array:
         cap = jnp.asarray(params.cap, jnp.float32)
@@ -188,33 +193,43 @@ class AIGC(Environment[AIGCState, AIGCParams]):
         task = jnp.stack([state.size / size_high, running_time(state.size) / running_time(size_high)])
         return jnp.concatenate([per_provider, task])
 
-    def reset_env(self, key: jax.Array, params: AIGCParams) -> tuple[jax.Array, AIGCState]:
-        shape = (self._num_providers(params), params.max_tasks_per_provider)
+    def _start(self, size: jax.Array, params: AIGCParams) -> tuple[jax.Array, AIGCState]:
+        """Episode start: idle providers, clock at 0, the first task of the given size."""
+        shape = (params.max_tasks_per_provider, self._num_providers(params))
         state = AIGCState(
             task_size=jnp.zeros(shape, jnp.float32),
-            task_arrival=jnp.zeros(shape, jnp.int32),
-            task_duration=jnp.zeros(shape, jnp.float32),
+            task_end=jnp.zeros(shape, jnp.float32),
+            avail=jnp.asarray(params.cap, jnp.float32),
             now=jnp.int32(0),
             frac=jnp.float32(0.0),
-            size=self._draw_size(key, params),
+            size=size,
             time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
 
+    def reset_env(self, key: jax.Array, params: AIGCParams) -> tuple[jax.Array, AIGCState]:
+        return self._start(self._size_from_uniform(jax.random.uniform(key, (), jnp.float32), params), params)
+
+    def auto_reset(self, key, obs_st, state_st: AIGCState, params: AIGCParams):
+        """Task sizes are i.i.d. and independent of the history, so the next episode starts with the task
+        the step just drew (saves a random draw per step under vmap)."""
+        del key, obs_st
+        return self._start(state_st.size, params)
+
     def step_env(self, key, state: AIGCState, action: jax.Array, params: AIGCParams):
-        gap_key, size_key = jax.random.split(key)
+        # One draw of two uniforms (one threefry call) gives both exogenous quantities of the step.
+        u_gap, u_size = jax.random.uniform(key, (2,), jnp.float32)
         num_providers = self._num_providers(params)
         size = state.size
         chosen = jnp.arange(num_providers) == action  # [M] one-hot
         avail = self.available(state, params)
         fits = size <= avail[action]
 
-        # Crash: every task on the chosen provider is killed and penalised by its remaining fraction.
-        occupied = state.task_size > 0  # [M, S]
-        progress = (state.now - state.task_arrival).astype(jnp.float32) / jnp.where(
-            occupied, state.task_duration, 1.0
-        )
-        remaining = jnp.sum(jnp.where(occupied[action], 1.0 - progress[action], 0.0))
+        # Crash: every task on the chosen provider is killed and penalised by its remaining fraction
+        # 1 - progress = (end - now) / D(size), exact in float32 for integer times below 2^24.
+        row_size = state.task_size[:, action]  # [S]
+        row_left = (state.task_end[:, action] - state.now.astype(jnp.float32)) / running_time(row_size)
+        remaining = jnp.sum(jnp.where(row_size > 0, row_left, 0.0))
         crash_reward = -jnp.asarray(params.crash_penalty, jnp.float32) * (1.0 + remaining)
         u = quality(
             size, params.ax[action], params.ay[action], params.bx[action], params.by[action]
@@ -222,19 +237,17 @@ class AIGC(Environment[AIGCState, AIGCParams]):
         reward = jnp.where(fits, u, crash_reward)
 
         # Start the task in the first free slot of the chosen provider (if it fits and a slot is free).
-        free = state.task_size[action] == 0  # [S]
+        free = row_size == 0  # [S]
         has_slot = jnp.any(free)
         slot = jnp.argmax(free)
-        start = jnp.logical_and(fits, has_slot)
-        slot_mask = jnp.logical_and(chosen[:, None], jnp.arange(params.max_tasks_per_provider) == slot)
-        place = jnp.logical_and(slot_mask, start)
-        kill = jnp.logical_and(chosen[:, None], jnp.logical_not(fits))
-        task_size = jnp.where(kill, 0.0, jnp.where(place, size, state.task_size))
-        task_arrival = jnp.where(place, state.now, state.task_arrival)
-        task_duration = jnp.where(place, running_time(size), state.task_duration)
+        place = jnp.logical_and(chosen[None, :], (jnp.arange(params.max_tasks_per_provider) == slot)[:, None])
+        place = jnp.logical_and(place, jnp.logical_and(fits, has_slot))
+        kill = jnp.logical_and(chosen[None, :], jnp.logical_not(fits))
+        task_size = jnp.where(kill, 0, jnp.where(place, size, state.task_size))
+        task_end = jnp.where(place, state.now.astype(jnp.float32) + running_time(size), state.task_end)
 
         # Advance the continuous Poisson clock to the next arrival (integer part exact).
-        gap = jax.random.exponential(gap_key, (), jnp.float32) / jnp.asarray(params.arrival_rate, jnp.float32)
+        gap = -jnp.log1p(-u_gap) / jnp.asarray(params.arrival_rate, jnp.float32)  # Exp(rate) by inversion
         clock = state.frac + gap
         whole = jnp.floor(clock)
         now = state.now + whole.astype(jnp.int32)
@@ -242,16 +255,15 @@ class AIGC(Environment[AIGCState, AIGCParams]):
         terminated = now.astype(jnp.float32) >= jnp.asarray(params.horizon, jnp.float32)
 
         # Release finished tasks everywhere.
-        finished = (now - task_arrival).astype(jnp.float32) >= task_duration
-        task_size = jnp.where(finished, 0.0, task_size)
+        task_size = jnp.where(now.astype(jnp.float32) >= task_end, 0, task_size)
 
         next_state = AIGCState(
             task_size=task_size,
-            task_arrival=task_arrival,
-            task_duration=task_duration,
+            task_end=task_end,
+            avail=jnp.asarray(params.cap, jnp.float32) - jnp.sum(task_size, axis=0, dtype=jnp.float32),
             now=now,
             frac=frac,
-            size=self._draw_size(size_key, params),
+            size=self._size_from_uniform(u_size, params),
             time=state.time + 1,
         )
         info = {
@@ -342,7 +354,7 @@ def round_robin_policy(key: jax.Array, obs: jax.Array, state: AIGCState, params:
 
 def crash_avoid_policy(key: jax.Array, obs: jax.Array, state: AIGCState, params: AIGCParams) -> jax.Array:
     """Largest absolute available capacity; lowest index on ties."""
-    avail = jnp.asarray(params.cap, jnp.float32) - jnp.sum(state.task_size, axis=-1)
+    avail = AIGC.available(state, params)
     return jnp.argmax(avail).astype(jnp.int32)
 
 
@@ -350,7 +362,7 @@ def prophet_policy(key: jax.Array, obs: jax.Array, state: AIGCState, params: AIG
     """Oracle greedy: among providers where the task fits, the highest quality u_i(t) (lowest index on ties,
     qualities equal to 1e-6 count as tied);
     if it fits nowhere, the crash-avoid choice. Reads the hidden quality coefficients."""
-    avail = jnp.asarray(params.cap, jnp.float32) - jnp.sum(state.task_size, axis=-1)
+    avail = AIGC.available(state, params)
     fits = state.size <= avail
     # Qualities that agree to 1e-6 are ties (the reference table has exact ties, e.g. by - ay = 0.70 on
     # several providers, which float32 rounding would otherwise break arbitrarily).

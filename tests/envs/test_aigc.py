@@ -8,7 +8,7 @@ import pytest
 import envs
 from envs.aigc import AIGCState, crash_avoid_policy, prophet_policy, running_time
 from tests.envs.helpers import record_transitions
-from tests.envs.reference_numpy import AIGCLoop, AIGCVectorized, aigc_duration
+from tests.envs.reference_numpy import AIGC_TABLE, AIGCLoop, AIGCVectorized, aigc_duration
 
 
 def _mixed_policy(key, obs, state, params):
@@ -49,12 +49,13 @@ def test_aigc_matches_numpy_loop_on_transitions(horizon):
 
 def _state(task_sizes, arrivals, now, size):
     """A state with tasks on provider 0 only."""
-    ts = np.zeros((20, 9), np.float32)
-    ta = np.zeros((20, 9), np.int32)
-    ts[0, : len(task_sizes)] = task_sizes
-    ta[0, : len(arrivals)] = arrivals
+    ts = np.zeros((9, 20), np.float32)  # [slot, provider]
+    te = np.zeros((9, 20), np.float32)
+    ts[: len(task_sizes), 0] = task_sizes
+    te[: len(arrivals), 0] = np.asarray(arrivals) + aigc_duration(np.asarray(task_sizes, np.float64))
+    cap = np.array([row[4] for row in AIGC_TABLE], np.float32)
     return AIGCState(
-        task_size=jnp.asarray(ts), task_arrival=jnp.asarray(ta), task_duration=running_time(jnp.asarray(ts)),
+        task_size=jnp.asarray(ts), task_end=jnp.asarray(te), avail=jnp.asarray(cap - ts.sum(0)),
         now=jnp.int32(now), frac=jnp.float32(0.25), size=jnp.float32(size), time=jnp.int32(5),
     )
 
@@ -68,7 +69,7 @@ def test_crash_reward_hand_computed():
     obs, nxt, reward, term, info = env.step_env(jax.random.key(0), state, jnp.int32(0), params)
     assert float(reward) == pytest.approx(expected, rel=1e-6)
     assert bool(info["crashed"])
-    assert float(nxt.task_size[0].sum()) == 0.0  # all tasks on provider 0 killed, new one dropped
+    assert float(nxt.task_size[:, 0].sum()) == 0.0 and float(nxt.avail[0]) == 400.0  # all tasks on provider 0 killed, new one dropped
 
 
 def test_quality_reward_hand_computed_and_task_started():
@@ -77,7 +78,8 @@ def test_quality_reward_hand_computed_and_task_started():
     state = _state([], [], 500, 130.0)
     obs, nxt, reward, term, info = env.step_env(jax.random.key(0), state, jnp.int32(1), params)
     assert float(reward) == pytest.approx(0.15 / 120 * 50, rel=1e-6)
-    assert float(nxt.task_size[1, 0]) == 130.0 and int(nxt.task_arrival[1, 0]) == 500
+    assert float(nxt.task_size[0, 1]) == 130 and float(nxt.task_end[0, 1]) == 500 + aigc_duration(130.0)
+    assert float(nxt.avail[1]) == 500 - 130
     # saturation above bx: provider 6 (bx=160, by-ay=0.70) with a 250 task
     _, _, reward, _, _ = env.step_env(jax.random.key(0), _state([], [], 0, 250.0), jnp.int32(6), params)
     assert float(reward) == pytest.approx(0.70, rel=1e-6)
@@ -104,7 +106,8 @@ def test_arrival_process_is_poisson():
     assert term.any(axis=1).all()
     assert first_end.mean() == pytest.approx(1001.0, abs=4 * np.sqrt(1000 / batch))
     assert first_end.var() == pytest.approx(1000.0, rel=0.25)
-    gaps = np.diff(clock[:, :900], axis=1).ravel()  # inside the first episode
+    in_first = np.arange(steps - 1)[None, :] < (first_end - 1)[:, None]
+    gaps = np.diff(clock, axis=1)[in_first]  # inter-arrival times inside the first episode
     x = np.sort(gaps / 1000.0)
     cdf = 1 - np.exp(-x)
     ks = np.max(np.abs(np.arange(1, len(x) + 1) / len(x) - cdf))

@@ -85,11 +85,15 @@ def test_auto_reset_contract(name):
 
 
 def test_auto_reset_hooks():
-    """AIGC restarts with reset_env; MSR (i.i.d. instances) continues from the freshly drawn instance."""
+    """AIGC restarts idle with the task the step drew; MSR (i.i.d. instances) continues from the drawn instance."""
     env, params = envs.make("aigc")
     obs, state = env.reset(jax.random.key(0), params)
+    obs, state, *_ = env.step(jax.random.key(2), state, 3, params)
     obs_re, state_re = env.auto_reset(jax.random.key(1), obs, state, params)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, (obs_re, state_re), env.reset_env(jax.random.key(1), params))
+    obs0, state0 = env.reset_env(jax.random.key(1), params)
+    assert float(state_re.size) == float(state.size) and int(state.task_size.sum()) > 0
+    state0 = state0.replace(size=state.size)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state_re, state0)
     env, params = envs.make("msr-3", max_steps_in_episode=1)
     obs, state = env.reset(jax.random.key(0), params)
     obs2, state2, *_ = env.step(jax.random.key(1), state, jnp.ones(3), params)
