@@ -273,6 +273,10 @@ class AIGC(Environment[AIGCState, AIGCParams]):
         }
         return self.get_obs(next_state, params), next_state, reward, terminated, info
 
+    def expected_episode_length(self, params: AIGCParams) -> float:
+        """1 + arrival_rate * horizon (the task at time 0 plus the Poisson arrivals)."""
+        return 1.0 + float(params.arrival_rate) * float(params.horizon)
+
     reference_policy = "prophet"
 
     def policies(self) -> dict:

@@ -163,6 +163,10 @@ class Environment(Generic[TEnvState, TEnvParams]):
         """Time limit: `state.time >= params.max_steps_in_episode`."""
         return state.time >= params.max_steps_in_episode
 
+    def expected_episode_length(self, params: TEnvParams) -> float:
+        """Mean number of steps in an episode (sizes rollouts so that they contain whole episodes)."""
+        return float(params.max_steps_in_episode)
+
     def validate_params(self, params: TEnvParams) -> TEnvParams:
         """Check concrete parameter values; raise ValueError naming the field. Returns `params`."""
         return params
