@@ -1,0 +1,267 @@
+"""Reverse-diffusion samplers: DDPM ancestral, DDIM (eta in [0, 1], strided steps) and the probability-flow ODE
+(Heun, 2nd order), each a single `lax.scan` over denoising steps; jittable, vmappable, deterministic given a key.
+
+The network is any `model_fn(x_t [B, D], t [B] int32, cond [B, C] | None, use_cond [B] bool | None) -> [B, D]`
+predicting eps (default) or x0 (`SamplerConfig.prediction`); e.g. `partial(denoiser.apply, params)`.
+Classifier-free guidance (`cfg_weight`) and gradient guidance (`guide_fn`, `guide_scale`) plug into every
+sampler; both weights may be traced arrays (sweepable). This is the one sampler used by agents and the optimizer.
+
+Shapes: B chains of width D. Time steps are 0-indexed (see `schedules`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, gradient_guidance
+from jaxdiff_rl.diffusion.schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps
+
+__all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS"]
+
+ModelFn = Callable[[jax.Array, jax.Array, Any, Any], jax.Array]
+METHODS = ("ddpm", "ddim", "ode")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Static sampler settings (they change the compiled program).
+
+    Attributes:
+        method: "ddpm" (ancestral, all T steps), "ddim" or "ode" (probability-flow ODE, Heun).
+        num_steps: DDIM/ODE steps, a strided subset of the T training steps (None: all T).
+        eta: DDIM stochasticity in [0, 1] (0: deterministic DDIM, 1: DDPM-like variance).
+        variance: DDPM reverse variance, "posterior" (beta_tilde, clipped log-variance; seed 003 eq. 4) or
+            "beta" (beta_t; seed 003 eq. 7).
+        prediction: what the network predicts, "eps" or "x0".
+        clip_x0: (low, high) box for the predicted x0 at every step, or None.
+        clip_xt: (low, high) box for the sample x_t after every step (RL actions), or None.
+        cfg_normalize_steps: with classifier-free guidance, rescale the guided noise to the norm of the
+            conditional prediction during the first k steps (DiffSG uses 5 with w = 500).
+        return_trajectory: also return {"x": [S+1, B, D] (x_T .. x_0), "x0_pred": [S, B, D]}.
+    """
+
+    method: str = "ddpm"
+    num_steps: int | None = None
+    eta: float = 0.0
+    variance: str = "posterior"
+    prediction: str = "eps"
+    clip_x0: tuple[float, float] | None = None
+    clip_xt: tuple[float, float] | None = None
+    cfg_normalize_steps: int = 0
+    return_trajectory: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"SamplerConfig.method must be one of {METHODS}, got {self.method!r}")
+        if self.num_steps is not None:
+            if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 1:
+                raise ValueError(f"SamplerConfig.num_steps must be an integer >= 1 or None, got {self.num_steps!r}")
+            if self.method == "ddpm":
+                raise ValueError("SamplerConfig.num_steps: DDPM runs all T steps; use method='ddim' or 'ode' for fewer")
+        if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
+            raise ValueError(f"SamplerConfig.eta must be in [0, 1], got {self.eta!r}")
+        if self.variance not in ("posterior", "beta"):
+            raise ValueError(f"SamplerConfig.variance must be 'posterior' or 'beta', got {self.variance!r}")
+        if self.prediction not in ("eps", "x0"):
+            raise ValueError(f"SamplerConfig.prediction must be 'eps' or 'x0', got {self.prediction!r}")
+        for name in ("clip_x0", "clip_xt"):
+            box = getattr(self, name)
+            if box is not None and (len(box) != 2 or not float(box[0]) < float(box[1])):
+                raise ValueError(f"SamplerConfig.{name} must be None or (low, high) with low < high, got {box!r}")
+        if not isinstance(self.cfg_normalize_steps, int) or self.cfg_normalize_steps < 0:
+            raise ValueError(f"SamplerConfig.cfg_normalize_steps must be an integer >= 0, got {self.cfg_normalize_steps!r}")
+
+    def timesteps(self, num_train_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """(t, t_prev) int32 arrays in sampling order; t_prev = -1 marks the final step to x0."""
+        n = num_train_steps if self.num_steps is None else self.num_steps
+        if n > num_train_steps:
+            raise ValueError(f"SamplerConfig.num_steps={n} exceeds the schedule's T={num_train_steps}")
+        ts = np.unique(np.round(np.linspace(0, num_train_steps - 1, n)).astype(np.int32))[::-1]
+        return ts, np.append(ts[1:], -1).astype(np.int32)
+
+
+def _check_weight(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def _predict(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    config: SamplerConfig,
+    x: jax.Array,
+    t: jax.Array,
+    cond: Any,
+    cfg_weight: Any,
+    guide_fn: GuideFn | None,
+    guide_scale: Any,
+    step_index: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Guided (eps, x0) estimates at (x [N, D], t [N]); step_index [N] counts sampling steps from the start."""
+
+    def to_eps(out: jax.Array, x_in: jax.Array, t_in: jax.Array) -> jax.Array:
+        return out if config.prediction == "eps" else predict_eps_from_x0(schedule, x_in, t_in, out)
+
+    if cfg_weight is None:
+        eps = to_eps(model_fn(x, t, cond, None), x, t)
+    else:
+        n = x.shape[0]
+        both = model_fn(
+            jnp.concatenate([x, x]),
+            jnp.concatenate([t, t]),
+            jnp.concatenate([cond, cond]),
+            jnp.concatenate([jnp.ones(n, bool), jnp.zeros(n, bool)]),
+        )
+        eps_cond, eps_uncond = to_eps(both[:n], x, t), to_eps(both[n:], x, t)
+        eps = cfg_combine(eps_cond, eps_uncond, cfg_weight)
+        if config.cfg_normalize_steps > 0:
+            early = (step_index < config.cfg_normalize_steps)[:, None]
+            eps = jnp.where(early, cfg_normalize(eps, eps_cond), eps)
+    if guide_fn is not None:
+        eps = gradient_guidance(eps, x, cond, guide_fn, guide_scale, extract(schedule.sqrt_one_minus_alpha_bars, t, x))
+    x0 = predict_x0_from_eps(schedule, x, t, eps)
+    if config.clip_x0 is not None:
+        x0 = jnp.clip(x0, *config.clip_x0)
+        eps = predict_eps_from_x0(schedule, x, t, x0)
+    return eps, x0
+
+
+def _ddpm_mean_std(schedule: Schedule, config: SamplerConfig, x: jax.Array, x0: jax.Array, t: jax.Array):
+    """Reverse kernel N(mean, std^2) of DDPM: mean [N, D], std [N, 1] (std is used only for t > 0)."""
+    mean = extract(schedule.posterior_mean_coef1, t, x) * x0 + extract(schedule.posterior_mean_coef2, t, x) * x
+    if config.variance == "posterior":
+        std = jnp.exp(0.5 * extract(schedule.posterior_log_variance_clipped, t, x))
+    else:
+        std = jnp.sqrt(extract(schedule.betas, t, x))
+    return mean, std
+
+
+def _abar(schedule: Schedule, t: jax.Array) -> jax.Array:
+    """alpha_bar at t, with alpha_bar(-1) = 1 (clean data)."""
+    return jnp.where(t >= 0, schedule.alpha_bars[jnp.maximum(t, 0)], 1.0)
+
+
+def sample(
+    key: jax.Array,
+    model_fn: ModelFn,
+    schedule: Schedule,
+    shape: tuple[int, int],
+    cond: jax.Array | None = None,
+    config: SamplerConfig = SamplerConfig(),
+    *,
+    cfg_weight: jax.Array | float | None = None,
+    guide_fn: GuideFn | None = None,
+    guide_scale: jax.Array | float = 1.0,
+    x_init: jax.Array | None = None,
+) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+    """Draw B samples of width D by running the reverse chain from x_T ~ N(0, I).
+
+    Args:
+        key: PRNG key (fresh noise for x_T and every stochastic step).
+        model_fn: the network, see the module docstring.
+        schedule: the training schedule (T = schedule.num_steps).
+        shape: (B, D).
+        cond: [B, C] condition (state / problem vector) or None.
+        config: static settings, `SamplerConfig`.
+        cfg_weight: classifier-free guidance weight w (None: plain conditional sampling; needs `cond`).
+        guide_fn: g(x, cond) -> [B] to ascend (gradient guidance), with weight `guide_scale`.
+        x_init: optional x_T [B, D] instead of drawing it.
+    Returns:
+        x_0 [B, D], or (x_0, trajectory) with `config.return_trajectory`.
+    """
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (batch, dim), got {shape}")
+    if cfg_weight is not None and cond is None:
+        raise ValueError("cfg_weight needs a condition: pass cond [B, C]")
+    _check_weight("cfg_weight", cfg_weight)
+    _check_weight("guide_scale", guide_scale)
+    batch, _ = shape
+    ts, ts_prev = config.timesteps(schedule.num_steps)
+    key_init, key_steps = jax.random.split(key)
+    x = jax.random.normal(key_init, shape, jnp.float32) if x_init is None else x_init
+    step_keys = jax.random.split(key_steps, len(ts))
+    predict = lambda x, t, i: _predict(
+        model_fn, schedule, config, x, jnp.full((batch,), t, jnp.int32), cond, cfg_weight, guide_fn, guide_scale,
+        jnp.full((batch,), i),
+    )
+
+    def body(x, inputs):
+        t, t_prev, k, i = inputs
+        eps, x0 = predict(x, t, i)
+        z = jax.random.normal(k, x.shape, x.dtype)
+        if config.method == "ddpm":
+            mean, std = _ddpm_mean_std(schedule, config, x, x0, jnp.full((batch,), t))
+            x_next = mean + jnp.where(t > 0, 1.0, 0.0) * std * z
+        elif config.method == "ddim":
+            abar, abar_prev = schedule.alpha_bars[t], _abar(schedule, t_prev)
+            sigma = config.eta * jnp.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))
+            direction = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0))
+            x_next = jnp.sqrt(abar_prev) * x0 + direction * eps + sigma * z
+        else:  # probability-flow ODE in DDIM coordinates: d(x / sqrt(abar)) = eps d(sqrt(1/abar - 1)), Heun
+            abar, abar_prev = schedule.alpha_bars[t], _abar(schedule, t_prev)
+            s, s_prev = jnp.sqrt(1.0 / abar - 1.0), jnp.sqrt(1.0 / abar_prev - 1.0)
+            xbar = x / jnp.sqrt(abar)
+            xbar_euler = xbar + (s_prev - s) * eps
+            x_euler = xbar_euler * jnp.sqrt(abar_prev)
+            eps_next, _ = predict(x_euler, jnp.maximum(t_prev, 0), i + 1)
+            xbar_heun = xbar + (s_prev - s) * 0.5 * (eps + eps_next)
+            # the last step ends at sigma = 0 where the network is not defined: Euler there
+            x_next = jnp.where(t_prev >= 0, xbar_heun * jnp.sqrt(abar_prev), x_euler)
+        if config.clip_xt is not None:
+            x_next = jnp.clip(x_next, *config.clip_xt)
+        return x_next, (x_next, x0)
+
+    steps = (jnp.asarray(ts), jnp.asarray(ts_prev), step_keys, jnp.arange(len(ts)))
+    x_final, (xs, x0s) = jax.lax.scan(body, x, steps)
+    if not config.return_trajectory:
+        return x_final
+    return x_final, {"x": jnp.concatenate([x[None], xs]), "x0_pred": x0s}
+
+
+def ddpm_log_prob(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    trajectory: jax.Array,
+    cond: jax.Array | None = None,
+    config: SamplerConfig = SamplerConfig(),
+    *,
+    cfg_weight: jax.Array | float | None = None,
+    guide_fn: GuideFn | None = None,
+    guide_scale: jax.Array | float = 1.0,
+) -> jax.Array:
+    """Exact log-likelihood of a DDPM chain under the Gaussian reverse kernels (for DM-PPO).
+
+    log p(x_{T-1}, ..., x_0 | x_T) = sum over the stochastic steps t >= 1 of log N(x_{t-1}; mu_theta(x_t, t),
+    sigma_t^2 I); the final step t = 0 is deterministic (no noise is added) and contributes nothing. All T
+    network evaluations run as one batched call, so the result is differentiable in the parameters.
+
+    Args:
+        trajectory: [T+1, B, D], x_T .. x_0 as returned by `sample(..., return_trajectory=True)["x"]`.
+    Returns:
+        [B] log-probabilities (nats).
+    """
+    if config.method != "ddpm":
+        raise ValueError("ddpm_log_prob needs a DDPM chain (SamplerConfig.method='ddpm')")
+    if config.clip_xt is not None:
+        raise ValueError("ddpm_log_prob: SamplerConfig.clip_xt makes the reverse kernels non-Gaussian; sample without it")
+    num_steps = schedule.num_steps
+    if trajectory.ndim != 3 or trajectory.shape[0] != num_steps + 1:
+        raise ValueError(f"trajectory must be [T+1, B, D] with T={num_steps}, got shape {trajectory.shape}")
+    _, batch, dim = trajectory.shape
+    ts = jnp.repeat(jnp.arange(num_steps - 1, -1, -1, dtype=jnp.int32), batch)  # [T*B], sampling order
+    x = trajectory[:-1].reshape(num_steps * batch, dim)
+    target = trajectory[1:].reshape(num_steps * batch, dim)
+    flat_cond = None if cond is None else jnp.tile(cond, (num_steps, 1))
+    step_index = jnp.repeat(jnp.arange(num_steps), batch)
+    _, x0 = _predict(model_fn, schedule, config, x, ts, flat_cond, cfg_weight, guide_fn, guide_scale, step_index)
+    mean, std = _ddpm_mean_std(schedule, config, x, x0, ts)
+    logp = -0.5 * ((target - mean) / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
+    logp = jnp.where((ts > 0)[:, None], logp, 0.0).sum(-1)
+    return logp.reshape(num_steps, batch).sum(0)
