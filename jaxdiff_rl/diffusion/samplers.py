@@ -45,6 +45,10 @@ class SamplerConfig:
         cfg_normalize_steps: with classifier-free guidance, rescale the guided noise to the norm of the
             conditional prediction during the first k steps (DiffSG uses 5 with w = 500).
         return_trajectory: also return {"x": [S+1, B, D] (x_T .. x_0), "x0_pred": [S, B, D]}.
+
+    Note: deterministic samplers (DDIM with eta = 0, the ODE) multiply the network's noise error at the first
+    step by about sqrt(1/alpha_bar_T); with the cosine schedule's clipped last beta (alpha_bar_T ~ 1e-6) that is
+    ~1000x, so pair them with "vp"/"linear" schedules or `clip_x0` (DDPM is robust to it).
     """
 
     method: str = "ddpm"

@@ -5,7 +5,9 @@ papers' 1-indexed notation (seed 002 eq. 8, seed 003 eq. 1). So `alpha_bars[t]` 
 `alpha_bars_prev[t]` its alpha_bar_t (with alpha_bar_0 = 1), and sampling runs t = T-1, ..., 0.
 
 Schedules (all return betas in (0, 1), shape [T]):
-- "linear": beta linearly from `beta_start` to `beta_end` (DDPM; Diffusion-QL uses 1e-4 .. 2e-2).
+- "linear": beta linearly from `beta_start` to `beta_end` (DDPM; Diffusion-QL uses 1e-4 .. 2e-2, the
+  default). Those values were designed for T = 1000: with small T, alpha_bar_T stays far from 0 (0.95 at
+  T = 5), so x_T ~ N(0, I) is not the forward marginal; raise `beta_end` or use "vp"/"cosine" there.
 - "cosine": Nichol & Dhariwal, alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2), beta clipped to `max_beta`.
 - "vp": the discretised variance-preserving SDE of Diffusion-QL / D2SAC (shared/specs/aigc.md):
   beta_t = 1 - exp(-b_min/T - 0.5 (b_max - b_min)(2t - 1)/T^2), t = 1..T.
