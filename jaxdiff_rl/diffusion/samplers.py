@@ -1,7 +1,7 @@
 """Reverse-diffusion samplers: DDPM ancestral, DDIM (eta in [0, 1], strided steps) and the probability-flow ODE
 (Heun, 2nd order), each a single `lax.scan` over denoising steps; jittable, vmappable, deterministic given a key.
 
-The network is any `model_fn(x_t [B, D], t [B] int32, cond [B, C] | None, use_cond [B] bool | None) -> [B, D]`
+The network is any `model_fn(x_t [B, D], t [B] or [] int32, cond [B, C] | None, use_cond [B] bool | None) -> [B, D]`
 predicting eps (default) or x0 (`SamplerConfig.prediction`); e.g. `partial(denoiser.apply, params)`.
 Classifier-free guidance (`cfg_weight`) and gradient guidance (`guide_fn`, `guide_scale`) plug into every
 sampler; both weights may be traced arrays (sweepable). This is the one sampler used by agents and the optimizer.
@@ -108,7 +108,7 @@ def _predict(
     guide_scale: Any,
     step_index: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Guided (eps, x0) estimates at (x [N, D], t [N]); step_index [N] counts sampling steps from the start."""
+    """Guided (eps, x0) estimates at (x [N, D], t [N] or scalar); step_index [N] counts steps from the start."""
 
     def to_eps(out: jax.Array, x_in: jax.Array, t_in: jax.Array) -> jax.Array:
         return out if config.prediction == "eps" else predict_eps_from_x0(schedule, x_in, t_in, out)
@@ -119,7 +119,7 @@ def _predict(
         n = x.shape[0]
         both = model_fn(
             jnp.concatenate([x, x]),
-            jnp.concatenate([t, t]),
+            t if t.ndim == 0 else jnp.concatenate([t, t]),
             jnp.concatenate([cond, cond]),
             jnp.concatenate([jnp.ones(n, bool), jnp.zeros(n, bool)]),
         )
@@ -191,8 +191,9 @@ def sample(
     key_init, key_steps = jax.random.split(key)
     x = jax.random.normal(key_init, shape, jnp.float32) if x_init is None else x_init
     step_keys = jax.random.split(key_steps, len(ts))
+    # t is passed as a scalar: every chain is at the same step, so the time embedding is computed once
     predict = lambda x, t, i: _predict(
-        model_fn, schedule, config, x, jnp.full((batch,), t, jnp.int32), cond, cfg_weight, guide_fn, guide_scale,
+        model_fn, schedule, config, x, jnp.asarray(t, jnp.int32), cond, cfg_weight, guide_fn, guide_scale,
         jnp.full((batch,), i),
     )
 

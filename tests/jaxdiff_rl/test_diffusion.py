@@ -95,7 +95,7 @@ def exact_eps_fn(schedule, mean=MEAN, cov=COV):
     m, s = jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32)
 
     def model_fn(x, t, cond=None, use_cond=None):
-        abar = schedule.alpha_bars[t][:, None, None]
+        abar = jnp.broadcast_to(schedule.alpha_bars[t], x.shape[:1])[:, None, None]  # t: [B] or scalar
         sigma_t = abar * s + (1 - abar) * jnp.eye(2)
         diff = x - jnp.sqrt(abar[:, :, 0]) * m
         return jnp.sqrt(1 - abar[:, :, 0]) * jnp.linalg.solve(sigma_t, diff[..., None])[..., 0]
@@ -107,7 +107,7 @@ def exact_x0_fn(schedule):
     eps_fn = exact_eps_fn(schedule)
 
     def model_fn(x, t, cond=None, use_cond=None):
-        abar = schedule.alpha_bars[t][:, None]
+        abar = jnp.broadcast_to(schedule.alpha_bars[t], x.shape[:1])[:, None]
         return (x - jnp.sqrt(1 - abar) * eps_fn(x, t)) / jnp.sqrt(abar)
 
     return model_fn
