@@ -16,8 +16,13 @@ from typing import Any
 from envs.aigc import AIGC, AIGCParams
 from envs.environment import Box, Discrete, Environment
 from envs.msr import MSR, MSRParams, water_filling
+from envs.noma_uav import NomaUav
+from envs.offloading import Offloading
 
-__all__ = ["make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "water_filling"]
+__all__ = [
+    "make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav",
+    "water_filling",
+]
 
 # name -> (environment constructor, preset overrides applied before the user's)
 _REGISTRY: dict[str, tuple[Callable[..., Environment], dict[str, Any]]] = {}
@@ -64,3 +69,5 @@ register(
     reward_mode="regret",
 )
 register("aigc", AIGC)
+register("co", Offloading)
+register("nu", NomaUav)

@@ -145,5 +145,6 @@ def block_fading(
 
 
 def shannon_rate(snr: jax.Array, bandwidth_hz: float | jax.Array = 1.0) -> jax.Array:
-    """Shannon rate B log2(1 + SNR): bit/s for a bandwidth in Hz, bit/s/Hz with the default B = 1."""
-    return jnp.asarray(bandwidth_hz, jnp.float32) * jnp.log2(1.0 + jnp.asarray(snr, jnp.float32))
+    """Shannon rate B log2(1 + SNR): bit/s for a bandwidth in Hz, bit/s/Hz with the default B = 1.
+    Computed with log1p, so it stays accurate at low SNR (float32 1 + 1e-4 keeps only 3 digits of the SNR)."""
+    return jnp.asarray(bandwidth_hz, jnp.float32) * jnp.log1p(jnp.asarray(snr, jnp.float32)) / jnp.log(2.0)

@@ -127,8 +127,12 @@ class MSR(Environment[MSRState, MSRParams]):
         budget = jnp.asarray(params.total_power, jnp.float32)[None]
         return jnp.concatenate([normalised, budget])
 
+    def sample_instance(self, key: jax.Array, params: MSRParams) -> MSRState:
+        """One problem instance (fresh gains), as at an episode start."""
+        return MSRState(gains=self._draw_gains(key, params), time=jnp.int32(0))
+
     def reset_env(self, key: jax.Array, params: MSRParams) -> tuple[jax.Array, MSRState]:
-        state = MSRState(gains=self._draw_gains(key, params), time=jnp.int32(0))
+        state = self.sample_instance(key, params)
         return self.get_obs(state, params), state
 
     def step_env(self, key, state: MSRState, action: jax.Array, params: MSRParams):
@@ -161,6 +165,19 @@ class MSR(Environment[MSRState, MSRParams]):
     def optimal_value(self, state: MSRState, params: MSRParams) -> jax.Array:
         """Optimal sum rate R(p*) in bit/s/Hz for the current instance (scalar)."""
         return sum_rate(self.optimal_powers(state, params), state.gains, params.noise_power)
+
+    def solve(self, state: MSRState, params: MSRParams) -> tuple[jax.Array, jax.Array]:
+        """Exact optimum (y* = water-filling powers [N] in W, sum rate)."""
+        powers = self.optimal_powers(state, params)
+        return powers, sum_rate(powers, state.gains, params.noise_power)
+
+    def objective(self, state: MSRState, y: jax.Array, params: MSRParams) -> jax.Array:
+        """Sum rate of powers y [N] (used as given; maximised)."""
+        return sum_rate(y, state.gains, params.noise_power)
+
+    def problem_vector(self, state: MSRState, params: MSRParams) -> jax.Array:
+        """The instance x: normalised gains and the budget, [N + 1] (= the observation)."""
+        return self.get_obs(state, params)
 
     def optimal_action(self, key: jax.Array, state: MSRState, params: MSRParams) -> jax.Array:
         """An action in the Box that maps to the water-filling allocation: a = p*/P in [0, 1]^N."""
