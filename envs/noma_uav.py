@@ -121,7 +121,7 @@ class NomaUav(Environment[NUState, NUParams]):
     """NOMA-UAV sum rate; see the module docstring."""
 
     params_type = NUParams
-    reference_policy = "grid-optimum"
+    reference_policy = "optimum"
 
     @property
     def name(self) -> str:
@@ -170,22 +170,29 @@ class NomaUav(Environment[NUState, NUParams]):
         return jnp.asarray(False)
 
     # --- solvers -----------------------------------------------------------------------------------------------------
-    def _grid(self, params: NUParams) -> jax.Array:
-        axis = jnp.arange(0.0, float(params.side) + 1e-6, params.grid_step, dtype=jnp.float32)
+    def _grid(self, params: NUParams, step: float) -> jax.Array:
+        axis = jnp.arange(0.0, float(params.side) + 1e-6, step, dtype=jnp.float32)
         return jnp.stack(jnp.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
 
     def solve(self, state: NUState, params: NUParams) -> tuple[jax.Array, jax.Array]:
         """The reference's ground truth, exact on its grid: (y* = [X, Y, p_1..p_K], sum rate)."""
-        points = self._grid(params)
+        return self._solve_on_grid(state, params, params.grid_step)
+
+    def _solve_on_grid(self, state: NUState, params: NUParams, step: float) -> tuple[jax.Array, jax.Array]:
+        points = self._grid(params, step)
         rates = _equal_power_rate(points, state.positions, params)
         best = jnp.argmax(jnp.where(_in_region(points, state.positions), rates, -jnp.inf))
         powers = jnp.full((params.num_terminals,), params.total_power / params.num_terminals)
         return jnp.concatenate([points[best], powers]), rates[best]
 
-    def solve_continuous(self, state: NUState, params: NUParams, steps: int = 200) -> tuple[jax.Array, jax.Array]:
-        """`solve`, then projected gradient ascent on the UAV position (step decaying from 1 m to 1 mm, kept in
-        the terminals' bounding box), keeping the best point seen. Returns (y, sum rate)."""
-        y, rate = self.solve(state, params)
+    def solve_continuous(
+        self, state: NUState, params: NUParams, steps: int = 200, coarse_step: float | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Grid search (at `coarse_step`, default the 1 m `grid_step`), then projected gradient ascent on the UAV
+        position (step decaying from coarse_step to 1 mm, kept in the terminals' bounding box), keeping the best
+        point seen. Returns (y, sum rate)."""
+        step = params.grid_step if coarse_step is None else coarse_step
+        y, rate = self._solve_on_grid(state, params, step)
         lo, hi = state.positions.min(0), state.positions.max(0)
         objective = lambda u: _equal_power_rate(u, state.positions, params)
         grad = jax.grad(objective)
@@ -198,7 +205,7 @@ class NomaUav(Environment[NUState, NUParams]):
             better = value > best
             return (u, jnp.where(better, u, best_u), jnp.where(better, value, best)), None
 
-        sizes = jnp.geomspace(1.0, 1e-3, steps)
+        sizes = jnp.geomspace(float(step), 1e-3, steps)
         (_, best_u, best), _ = jax.lax.scan(body, (y[:2], y[:2], rate), sizes)
         return jnp.concatenate([best_u, y[2:]]), best
 
@@ -214,8 +221,9 @@ class NomaUav(Environment[NUState, NUParams]):
         return params.reward_scale * self.solve(state, params)[1]
 
     def optimal_action(self, key: jax.Array, state: NUState, params: NUParams) -> jax.Array:
-        """A Box action mapping to the grid optimum (UAV position, equal powers)."""
-        y, _ = self.solve(state, params)
+        """A Box action mapping to the (near-)optimum: an 8 m grid refined by gradient ascent (as good as the
+        1 m grid in the tests, at 1/64 of the cost, so rollouts can afford it), equal powers."""
+        y, _ = self.solve_continuous(state, params, coarse_step=8.0)
         return jnp.concatenate([2.0 * y[:2] / params.side - 1.0, jnp.ones(params.num_terminals)])
 
     def policies(self) -> dict:
@@ -225,7 +233,7 @@ class NomaUav(Environment[NUState, NUParams]):
         return {
             **super().policies(),
             "centroid": centroid,
-            "grid-optimum": lambda key, obs, state, params: self.optimal_action(key, state, params),
+            "optimum": lambda key, obs, state, params: self.optimal_action(key, state, params),
         }
 
     # --- spaces and validation ---------------------------------------------------------------------------------------

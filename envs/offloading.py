@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from envs.channels import shannon_rate
 from envs.environment import Box, Environment, is_concrete
 
 __all__ = ["Offloading", "COParams", "COState", "co_features", "co_cost", "co_delays"]
@@ -86,7 +87,7 @@ def _truncated(key: jax.Array, n: int, mean: Any, std: Any, upper: Any) -> jax.A
 def co_rates(state: COState, params: COParams) -> jax.Array:
     """Uplink rates r_i in bit/s, [N]."""
     rx = params.tx_power * state.gain**2
-    return params.bandwidth * jnp.log2(1.0 + rx / (params.noise + jnp.sum(rx)))
+    return shannon_rate(rx / (params.noise + jnp.sum(rx)), params.bandwidth)  # log1p: weak terminals have SINR << 1
 
 
 def co_features(state: COState, params: COParams) -> jax.Array:

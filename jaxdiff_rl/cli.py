@@ -63,7 +63,8 @@ def run_envs_job(
         env_rows = [r for r in rows if r["env"] == name]
         ref = next((r["mean_return"] for r in env_rows if r["reference"]), None)
         for r in env_rows:
-            r["fraction_of_reference"] = r["mean_return"] / ref if ref is not None and ref > 0 else None
+            # ratio to the reference's return; for cost problems (negative returns) it is DiffSG's exceed ratio
+            r["fraction_of_reference"] = r["mean_return"] / ref if ref is not None and abs(ref) > 1e-6 else None
     return rows
 
 
@@ -81,7 +82,8 @@ def _print_table(rows: list[dict]) -> None:
             f"{r['env']:11s} {r['policy'] + marker:14s} {r['mean_return']:12.4g} {r['std_return']:9.3g} "
             f"{r['episodes']:9d} {frac:>8s} {r['steps_per_s']:10.3g} {r['compile_s']:9.2f}"
         )
-    print("* reference policy: the exact optimum (msr: water-filling) or an upper bound (aigc: prophet)")
+    print("* reference: exact optimum (msr water-filling, co enumeration, nu grid+refinement) or upper bound (aigc "
+          "prophet); for costs (co) the ratio is the exceed ratio, lower is better")
 
 
 def _plot(rows: list[dict], path: Path) -> None:

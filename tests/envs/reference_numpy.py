@@ -12,6 +12,7 @@ Constants are typed in again from shared/specs/aigc.md on purpose.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -228,3 +229,83 @@ class AIGCVectorized:
             -1,
         )
         return obs, reward, terminated
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CO (constants typed in again from shared/specs/problems.md)
+# ----------------------------------------------------------------------------------------------------------------
+CO_CONST = dict(F=2.5e9, kappa=1e-28, Pt=0.3, PI=0.1, B=1e6, N0=7.96159e-13, theta=1.0)
+
+
+def co_cost_loop(size, cpu, weight, gain, offload, shares, c=CO_CONST):
+    """Total cost of one instance with explicit per-terminal loops."""
+    n = len(size)
+    interference = 0.0
+    for j in range(n):
+        interference += c["Pt"] * gain[j] ** 2
+    total = 0.0
+    for i in range(n):
+        a, b = weight[i], 1.0 - weight[i]
+        cycles = 3000.0 * size[i]
+        if offload[i] > 0:
+            rate = c["B"] * math.log2(1.0 + c["Pt"] * gain[i] ** 2 / (c["N0"] + interference))
+            upload = size[i] / rate
+            server = cycles / (c["F"] * shares[i])
+            total += a * (upload + server) + b * (c["Pt"] * upload + c["PI"] * server)
+        else:
+            total += a * cycles / cpu[i] + b * c["kappa"] * cpu[i] ** 2 * cycles
+    return total
+
+
+def co_delay_loop(size, cpu, gain, offload, shares, c=CO_CONST):
+    n = len(size)
+    interference = sum(c["Pt"] * gain[j] ** 2 for j in range(n))
+    out = []
+    for i in range(n):
+        cycles = 3000.0 * size[i]
+        if offload[i] > 0:
+            rate = c["B"] * math.log2(1.0 + c["Pt"] * gain[i] ** 2 / (c["N0"] + interference))
+            out.append(size[i] / rate + cycles / (c["F"] * shares[i]))
+        else:
+            out.append(cycles / cpu[i])
+    return out
+
+
+def co_brute_force(size, cpu, weight, gain, share_step):
+    """Enumerate every decision and every share vector on a `share_step` grid. Returns the minimal cost."""
+    n = len(size)
+    units = int(round(1 / share_step))
+    best = co_cost_loop(size, cpu, weight, gain, [0] * n, [0] * n)
+    for d in itertools.product([0, 1], repeat=n):
+        idx = [i for i in range(n) if d[i]]
+        if not idx:
+            continue
+        for combo in itertools.product(range(1, units + 1), repeat=len(idx) - 1):
+            if sum(combo) >= units:
+                continue
+            parts = list(combo) + [units - sum(combo)]
+            shares = [0.0] * n
+            for i, u in zip(idx, parts):
+                shares[i] = u / units
+            best = min(best, co_cost_loop(size, cpu, weight, gain, d, shares))
+    return best
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NU (constants from shared/specs/problems.md)
+# ----------------------------------------------------------------------------------------------------------------
+NU_CONST = dict(H=150.0, rho0=60.0, sigma2=110.0, P=18.0)
+
+
+def nu_rate_loop(uav, powers, positions, c=NU_CONST):
+    """Sum rate with explicit ranking: each user's interference is the power of every stronger user."""
+    k = len(positions)
+    h2 = [c["rho0"] / (c["H"] ** 2 + (uav[0] - x) ** 2 + (uav[1] - y) ** 2) for x, y in positions]
+    rate = 0.0
+    for u in range(k):
+        interference = 0.0
+        for v in range(k):
+            if h2[v] > h2[u] or (h2[v] == h2[u] and v < u):
+                interference += powers[v]
+        rate += math.log2(1.0 + powers[u] / (interference + c["sigma2"] / h2[u]))  # float64: accurate at 1e-4
+    return rate
