@@ -15,12 +15,13 @@ from typing import Any
 
 from envs.aigc import AIGC, AIGCParams
 from envs.environment import Box, Discrete, Environment
+from envs.fd_isac import FDISAC
 from envs.msr import MSR, MSRParams, water_filling
 from envs.noma_uav import NomaUav
 from envs.offloading import Offloading
 
 __all__ = [
-    "make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav",
+    "make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
     "water_filling",
 ]
 
@@ -71,3 +72,4 @@ register(
 register("aigc", AIGC)
 register("co", Offloading)
 register("nu", NomaUav)
+register("fd-isac", FDISAC)

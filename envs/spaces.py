@@ -69,8 +69,8 @@ class Discrete(Space):
                 f"{env_name}: action must be a scalar (shape ()) for Discrete({self.n}), got shape {arr.shape}; "
                 "use jax.vmap over env.step for a batch of environments"
             )
-        if not isinstance(arr, jax.core.Tracer):
-            value = int(arr)
+        if not isinstance(action, jax.core.Tracer):
+            value = int(np.asarray(action))
             if not 0 <= value < self.n:
                 raise ValueError(f"{env_name}: action must be in [0, {self.n}), got {value}")
         return arr.astype(self.dtype)
@@ -120,6 +120,8 @@ class Box(Space):
                 f"{env_name}: action must have shape {self.shape} for {self!r}, got shape {arr.shape}; "
                 "use jax.vmap over env.step for a batch of environments"
             )
-        if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
-            raise ValueError(f"{env_name}: action contains NaN or inf: {np.asarray(arr)}")
+        # NumPy, not jnp: a concrete action used inside someone else's trace (e.g. closed over by a scan body)
+        # must be checked without staging an op
+        if not isinstance(action, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(action))):
+            raise ValueError(f"{env_name}: action contains NaN or inf: {np.asarray(action)}")
         return arr.astype(self.dtype)

@@ -309,3 +309,36 @@ def nu_rate_loop(uav, powers, positions, c=NU_CONST):
                 interference += powers[v]
         rate += math.log2(1.0 + powers[u] / (interference + c["sigma2"] / h2[u]))  # float64: accurate at 1e-4
     return rate
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FD-ISAC (seed 003 eqs. 11-13, Table I), float64 with explicit loops over users
+# ----------------------------------------------------------------------------------------------------------------
+def fd_channel(pos, n, rho0=4.16e-6, alpha=3.6, height=100.0):
+    d = math.sqrt(pos[0] ** 2 + pos[1] ** 2 + height**2)
+    theta = math.atan2(pos[1], pos[0])
+    a = np.array([np.exp(1j * math.pi * i * math.sin(theta)) for i in range(n)]) / math.sqrt(n)
+    return math.sqrt(rho0 * d ** (-alpha)) * a
+
+
+def fd_sum_rate_loop(dl_pos, ul_pos, V, W, p, sigma2, clutter_deg=(-50.0, 20.0), inr_db=20.0, nt=6, nr=6):
+    g = [fd_channel(x, nt) for x in dl_pos]
+    h = [fd_channel(x, nr) for x in ul_pos]
+    G = np.zeros((nr, nt), complex)
+    for ang in clutter_deg:
+        t = math.radians(ang)
+        a_r = np.array([np.exp(1j * math.pi * i * math.sin(t)) for i in range(nr)]) / math.sqrt(nr)
+        a_t = np.array([np.exp(1j * math.pi * i * math.sin(t)) for i in range(nt)]) / math.sqrt(nt)
+        G += math.sqrt(10 ** (inr_db / 10) * sigma2) * np.outer(a_r, a_t.conj())
+    Q = sum(np.outer(v, v.conj()) for v in V)
+    rate = 0.0
+    for k in range(len(V)):
+        rate += math.log2(1 + abs(np.vdot(g[k], V[k])) ** 2 / sigma2)
+    for l in range(len(W)):
+        R = G @ Q @ G.conj().T + sigma2 * np.eye(nr)
+        for m in range(len(W)):
+            if m != l:
+                R = R + p[m] * np.outer(h[m], h[m].conj())
+        sinr = p[l] * abs(np.vdot(W[l], h[l])) ** 2 / np.real(np.vdot(W[l], R @ W[l]))
+        rate += math.log2(1 + sinr)
+    return rate

@@ -151,3 +151,17 @@ def test_gymnax_wrapper_accepts_our_env():
         if i == 3:
             assert bool(info["returned_episode"]) and float(info["returned_episode_returns"]) == pytest.approx(total, rel=1e-5)
     assert obs.shape == (4,)
+
+
+def test_concrete_action_inside_a_trace():
+    """A concrete action closed over by a scan body is validated without staging ops (regression)."""
+    for name, action in [("msr-3", jnp.array([0.1, 0.2, 0.3])), ("aigc", 3)]:
+        env, params = envs.make(name)
+        obs, state = env.reset(jax.random.key(0), params)
+
+        def body(state, key):
+            _, state, reward, *_ = env.step(key, state, action, params)
+            return state, reward
+
+        _, rewards = jax.lax.scan(body, state, jax.random.split(jax.random.key(1), 4))
+        assert rewards.shape == (4,) and bool(jnp.all(jnp.isfinite(rewards)))
