@@ -8,6 +8,7 @@ Every problem environment provides `sample_instance(key, params)`, `solve(state,
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,12 @@ def generate_dataset(
     return {"x": np.asarray(x), "y": np.asarray(y), "value": np.asarray(value)}
 
 
+@partial(jax.jit, static_argnames=("env", "n", "batch_size"))
 def _solve_batch(env, params, key, n, batch_size):
-    @jax.jit
-    def run(key):
-        states = jax.vmap(lambda k: env.sample_instance(k, params))(jax.random.split(key, n))
-        x = jax.vmap(lambda s: env.problem_vector(s, params))(states)
-        y, value = jax.lax.map(lambda s: env.solve(s, params), states, batch_size=batch_size)
-        return x, y, value
-
-    return run(key)
+    states = jax.vmap(lambda k: env.sample_instance(k, params))(jax.random.split(key, n))
+    x = jax.vmap(lambda s: env.problem_vector(s, params))(states)
+    y, value = jax.lax.map(lambda s: env.solve(s, params), states, batch_size=batch_size)
+    return x, y, value
 
 
 def save_dataset(path: str | Path, data: dict[str, np.ndarray], problem: str) -> Path:

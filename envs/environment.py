@@ -72,6 +72,16 @@ class Environment(Generic[TEnvState, TEnvParams]):
         """`default_params`: the params used when `reset`/`step` get `params=None` (set by `envs.make`)."""
         self._default_params = default_params
 
+    # Environments are static arguments of jitted functions. Two instances of the same class compare equal so
+    # that `envs.make` called twice reuses compiled programs: all behaviour that reaches traced code comes from
+    # the class and from the params, which are always passed in explicitly (the default params are
+    # substituted in Python before the jitted call, as an argument, never baked into a trace).
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
     @property
     def default_params(self) -> TEnvParams:
         """The params this instance was made with (`envs.make`), else the class defaults."""

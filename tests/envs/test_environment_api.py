@@ -165,3 +165,12 @@ def test_concrete_action_inside_a_trace():
 
         _, rewards = jax.lax.scan(body, state, jax.random.split(jax.random.key(1), 4))
         assert rewards.shape == (4,) and bool(jnp.all(jnp.isfinite(rewards)))
+
+
+def test_environments_compare_by_class_so_compiled_programs_are_reused():
+    (a, pa), (b, pb) = envs.make("msr-3"), envs.make("msr-3", total_power=5.0)
+    assert a == b and hash(a) == hash(b) and a != envs.make("aigc")[0]
+    g = jax.jit(lambda env, params, key: env.reset(key, params)[0], static_argnums=0)
+    g(a, pa, jax.random.key(0))
+    np.testing.assert_allclose(g(b, pb, jax.random.key(0))[-1], 5.0)  # params are arguments, not baked in
+    assert g._cache_size() == 1
