@@ -178,6 +178,18 @@ class FDISAC(Environment[FDState, FDParams]):
     def name(self) -> str:
         return "FD-ISAC"
 
+    def make_state(self, dl_pos: Any, ul_pos: Any, params: FDParams) -> FDState:
+        """A user-given placement: dl_pos [K, 2], ul_pos [L, 2] in m inside the cell. Raises ValueError otherwise."""
+        out = []
+        for name, value, count in (("dl_pos", dl_pos, params.num_dl), ("ul_pos", ul_pos, params.num_ul)):
+            pos = np.asarray(value, np.float64)
+            if pos.shape != (count, 2):
+                raise ValueError(f"FD-ISAC: {name} must have shape ({count}, 2), got {pos.shape}")
+            if not np.all(np.isfinite(pos)) or np.any(np.linalg.norm(pos, axis=-1) > float(params.radius)):
+                raise ValueError(f"FD-ISAC: {name} must be finite and within the {float(params.radius):g} m cell")
+            out.append(jnp.asarray(pos, jnp.float32))
+        return FDState(dl_pos=out[0], ul_pos=out[1], time=jnp.int32(0))
+
     def channels(self, state: FDState, params: FDParams) -> tuple[jax.Array, jax.Array]:
         """(g [K, N_t], h [L, N_r]) for the current positions."""
         return _channels(state.dl_pos, params.num_tx, params), _channels(state.ul_pos, params.num_rx, params)

@@ -136,6 +136,15 @@ class NomaUav(Environment[NUState, NUParams]):
         offset = jax.random.randint(k_xy, (k, 2), 0, int(half)).astype(jnp.float32)
         return NUState(positions=corner + offset, time=jnp.int32(0))
 
+    def make_state(self, positions: Any, params: NUParams) -> NUState:
+        """A user-given instance: terminal positions [K, 2] in m inside the area. Raises ValueError otherwise."""
+        pos = np.asarray(positions, np.float64)
+        if pos.shape != (params.num_terminals, 2):
+            raise ValueError(f"NU: positions must have shape ({params.num_terminals}, 2), got {pos.shape}")
+        if not np.all(np.isfinite(pos)) or pos.min() < 0 or pos.max() > params.side:
+            raise ValueError(f"NU: positions must be finite and inside [0, {params.side}] m, got {pos.tolist()}")
+        return NUState(positions=jnp.asarray(pos, jnp.float32), time=jnp.int32(0))
+
     def get_obs(self, state: NUState, params: NUParams) -> jax.Array:
         return (state.positions / params.side).reshape(-1)
 

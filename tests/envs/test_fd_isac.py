@@ -115,3 +115,15 @@ def test_designed_reward_and_mobility():
 def test_bad_params(overrides, field):
     with pytest.raises(ValueError, match=field):
         envs.make("fd-isac", **overrides)
+
+
+def test_user_given_placements_are_validated():
+    env, params = envs.make("fd-isac")
+    state = env.make_state(np.zeros((6, 2)) + 10.0, np.zeros((4, 2)) - 20.0, params)
+    assert state.dl_pos.shape == (6, 2)
+    with pytest.raises(ValueError, match="dl_pos"):
+        env.make_state(np.zeros((5, 2)), np.zeros((4, 2)), params)
+    with pytest.raises(ValueError, match="ul_pos"):
+        env.make_state(np.zeros((6, 2)), np.full((4, 2), np.nan), params)
+    with pytest.raises(ValueError, match="cell"):
+        env.make_state(np.full((6, 2), 400.0), np.zeros((4, 2)), params)

@@ -103,3 +103,13 @@ def test_placement_and_action_mapping():
 def test_bad_params(overrides, field):
     with pytest.raises(ValueError, match=field):
         envs.make("nu", **overrides)
+
+
+def test_user_given_instances_are_validated():
+    env, params = envs.make("nu")
+    y, rate = env.solve(env.make_state([[10, 10], [300, 50], [100, 350]], params), params)
+    assert float(rate) > 0
+    with pytest.raises(ValueError, match="shape"):
+        env.make_state([[10, 10], [300, 50]], params)
+    with pytest.raises(ValueError, match="finite"):
+        env.make_state([[10, np.nan], [300, 50], [100, 350]], params)
