@@ -76,14 +76,16 @@ def _print_table(rows: list[dict]) -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
-        frac = "n/a" if r["fraction_of_reference"] is None else f"{100 * r['fraction_of_reference']:.1f}%"
+        ratio = r["fraction_of_reference"]
+        frac = "n/a" if ratio is None else f"{100 * ratio:.1f}%" if abs(ratio) < 10 else f"{ratio:.3g}x"
         marker = " *" if r["reference"] else ""
         print(
             f"{r['env']:11s} {r['policy'] + marker:14s} {r['mean_return']:12.4g} {r['std_return']:9.3g} "
             f"{r['episodes']:9d} {frac:>8s} {r['steps_per_s']:10.3g} {r['compile_s']:9.2f}"
         )
-    print("* reference: exact optimum (msr water-filling, co enumeration, nu grid+refinement) or upper bound (aigc "
-          "prophet); for costs (co) the ratio is the exceed ratio, lower is better")
+    print("* reference: exact optimum (msr water-filling, co enumeration, nu grid + refinement), upper bound (aigc "
+          "prophet) or strong baseline (fd-isac MRT + water-filling + MMSE); for costs (co) the ratio is the exceed "
+          "ratio, lower is better")
 
 
 def _plot(rows: list[dict], path: Path) -> None:
