@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import envs
 
-__all__ = ["DATASET_PROBLEMS", "generate_dataset", "save_dataset", "load_dataset", "SENSE"]
+__all__ = [
+    "DATASET_PROBLEMS", "generate_dataset", "save_dataset", "load_dataset", "SENSE", "objective_fn", "repair_fn",
+    "exceed_ratio",
+]
 
 DATASET_PROBLEMS = ("co", "msr-3", "msr-80", "nu")
 SENSE = {"co": "min", "msr-3": "max", "msr-80": "max", "nu": "max"}  # objective direction
@@ -75,3 +79,63 @@ def load_dataset(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
         if missing:
             raise ValueError(f"{path}: not a jaxdiff-rl dataset, missing arrays {sorted(missing)}")
         return str(f["problem"]), {k: f[k] for k in ("x", "y", "value")}
+
+
+# --- objectives and feasibility repair as functions of (x, y): what a generative optimizer needs ---------------------
+def objective_fn(problem: str, **param_overrides: Any):
+    """f(x [dx], y [dy]) -> objective for a dataset's problem vector x (vmappable; see SENSE for its direction)."""
+    env, params = envs.make(problem, **param_overrides)
+    if problem.startswith("msr"):
+        from envs.msr import sum_rate
+
+        return lambda x, y: sum_rate(y, x[:-1])  # x = [g / n, P]: the gains are noise-normalised
+    if problem == "co":
+        from envs.offloading import co_cost
+
+        n = params.num_terminals
+        return lambda x, y: co_cost(x.reshape(n, 3), y[:n], y[n:])
+    if problem == "nu":
+        from envs.noma_uav import nu_sum_rate
+
+        k = params.num_terminals
+        return lambda x, y: nu_sum_rate(y[:2], y[2:], x.reshape(k, 2), params)
+    raise ValueError(f"unknown problem {problem!r}; valid: {DATASET_PROBLEMS}")
+
+
+def repair_fn(problem: str, **param_overrides: Any):
+    """Map any y [dy] to a feasible solution for x (vmappable), the way the environments map actions:
+    MSR: p = P |y| / sum |y|; CO: d = y_d > 0.5, shares max(|f|, 0.02) renormalised over offloaded terminals;
+    NU: position clipped to the area, powers |p| renormalised to P and ordered weakest-gets-most."""
+    env, params = envs.make(problem, **param_overrides)
+    if problem.startswith("msr"):
+        from envs.msr import action_to_power
+
+        return lambda x, y: action_to_power(y, x[-1])
+    if problem == "co":
+        n = params.num_terminals
+
+        def repair(x, y):
+            # shares below the reference's 0.02 grid step are raised to it, so no offloaded task gets no CPU
+            shares = jnp.maximum(jnp.abs(y[n:]), 0.02)
+            return jnp.concatenate(env.action_to_decision(jnp.concatenate([y[:n] - 0.5, shares]), params))
+
+        return repair
+    if problem == "nu":
+        from envs.noma_uav import NUState
+
+        k = params.num_terminals
+
+        def repair(x, y):
+            state = NUState(positions=x.reshape(k, 2), time=jnp.int32(0))
+            action = jnp.concatenate([2.0 * y[:2] / params.side - 1.0, y[2:]])
+            uav, powers = env.action_to_decision(action, state, params)
+            return jnp.concatenate([uav, powers])
+
+        return repair
+    raise ValueError(f"unknown problem {problem!r}; valid: {DATASET_PROBLEMS}")
+
+
+def exceed_ratio(problem: str, values: jax.Array, optimal: jax.Array) -> jax.Array:
+    """f(x, y) / f(x, y*) (DiffSG's metric): <= 1 for maximisation, >= 1 for minimisation when feasible."""
+    del problem
+    return values / optimal
