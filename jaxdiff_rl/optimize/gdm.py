@@ -49,6 +49,7 @@ class GDMConfig:
     batch_size: int = 512
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training where lr *= gamma
     cfg_normalize_steps: int = 5
+    sampler: str = "ddpm"  # DiffSG: DDPM ancestral sampling; "ddim" (eta = 0) is deterministic given x_T
 
     def __post_init__(self) -> None:
         for name in ("x_dim", "y_dim", "num_steps", "epochs", "batch_size"):
@@ -58,6 +59,8 @@ class GDMConfig:
         if not all(0.0 < m < 1.0 for m in self.milestones):
             raise ValueError(f"GDMConfig.milestones must be fractions in (0, 1), got {self.milestones}")
         make_schedule(self.schedule, self.num_steps)  # validates the name
+        if self.sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"GDMConfig.sampler must be 'ddpm' or 'ddim', got {self.sampler!r}")
         SamplerConfig(cfg_normalize_steps=self.cfg_normalize_steps)
 
 
@@ -190,7 +193,7 @@ class GenerativeOptimizer:
         params = state.ema_params if use_ema else state.params
         cond = jnp.repeat(state.x_norm.encode(x), num_samples, axis=0)
         config = SamplerConfig(
-            clip_x0=(-1.0, 1.0), clip_xt=(-1.0, 1.0), cfg_normalize_steps=c.cfg_normalize_steps,
+            method=c.sampler, clip_x0=(-1.0, 1.0), clip_xt=(-1.0, 1.0), cfg_normalize_steps=c.cfg_normalize_steps,
             return_trajectory=return_trajectory,
         )
         out = sample(key, partial(self.net.apply, params), self.schedule, (n * num_samples, c.y_dim), cond, config,

@@ -1,0 +1,72 @@
+"""Shared settings and helpers for the DiffSG reproduction (seed 002)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs.datasets import SENSE, generate_dataset, objective_fn, repair_fn
+from jaxdiff_rl.optimize import GDMConfig, GDMHparams, GenerativeOptimizer
+
+HERE = Path(__file__).resolve().parent
+PROBLEMS = ("co", "msr-3", "msr-80", "nu")
+# training-set sizes of the paper; the test sets are held out (fresh keys)
+TRAIN_SIZE = {"co": 30_000, "msr-3": 10_000, "msr-80": 10_000, "nu": 10_000}
+TEST_SIZE = 1000
+QUICK = dict(train_scale=0.2, epochs=40, seeds=2, hidden=(128, 128, 128))
+MEDIUM = dict(train_scale=0.5, epochs=100, seeds=2, hidden=(256, 256, 256))
+FULL = dict(train_scale=1.0, epochs=200, seeds=3, hidden=(256, 256, 256))
+
+
+def load_data(problem: str, scale: float, cache: Path = HERE / "data") -> tuple[dict, dict]:
+    """(train, test) datasets, generated once with fixed keys and cached as .npz."""
+    from envs.datasets import load_dataset, save_dataset
+
+    n = max(512, int(TRAIN_SIZE[problem] * scale))
+    out = []
+    for split, size, seed in (("train", n, 0), ("test", TEST_SIZE, 1)):
+        path = cache / f"{problem}-{split}-{size}.npz"
+        if path.exists():
+            out.append(load_dataset(path)[1])
+        else:
+            data = generate_dataset(jax.random.key(seed), problem, size)
+            save_dataset(path, data, problem)
+            out.append(data)
+    return out[0], out[1]
+
+
+def gdm_config(problem: str, train: dict, epochs: int, hidden: tuple[int, ...], **kw) -> GDMConfig:
+    return GDMConfig(x_dim=train["x"].shape[1], y_dim=train["y"].shape[1], epochs=epochs, hidden_dims=hidden,
+                     batch_size=min(512, train["x"].shape[0]), **kw)
+
+
+def train_gdm_seeds(problem: str, train: dict, config: GDMConfig, hparams: GDMHparams, seeds: int):
+    """Train `seeds` models in one vmapped call; returns (optimizer, stacked states, losses [seeds, epochs], s)."""
+    opt = GenerativeOptimizer(config)
+    x, y = jnp.asarray(train["x"]), jnp.asarray(train["y"])
+    t0 = time.perf_counter()
+    states, losses = jax.vmap(lambda k: opt._train(k, x, y, hparams))(jax.random.split(jax.random.key(42), seeds))
+    jax.block_until_ready(losses)
+    return opt, states, np.asarray(losses), time.perf_counter() - t0
+
+
+def exceed_ratios(problem: str, opt, state, test: dict, hparams: GDMHparams, key, num_samples: int = 1):
+    f, r = objective_fn(problem), repair_fn(problem)
+    _, values = opt.solve(state, key, test["x"], hparams, f, r, num_samples, maximize=SENSE[problem] == "max")
+    return np.asarray(values) / test["value"]
+
+
+def summary(ratios: np.ndarray) -> dict:
+    finite = ratios[np.isfinite(ratios)]
+    return dict(mean=float(np.mean(finite)), median=float(np.median(ratios)), q10=float(np.quantile(ratios, 0.1)),
+                q90=float(np.quantile(ratios, 0.9)), infeasible_or_inf=int(np.sum(~np.isfinite(ratios))))
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
