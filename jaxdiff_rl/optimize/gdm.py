@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxdiff_rl.diffusion import SamplerConfig, diffusion_loss, ema_update, make_schedule, sample
+from jaxdiff_rl.diffusion import SamplerConfig, diffusion_loss, ema_decay_warmup, ema_update, make_schedule, sample
 from jaxdiff_rl.nets import Denoiser
 
 __all__ = ["GDMConfig", "GDMHparams", "GDMState", "Normalizer", "GenerativeOptimizer"]
@@ -50,6 +50,7 @@ class GDMConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training where lr *= gamma
     cfg_normalize_steps: int = 5
     sampler: str = "ddpm"  # DiffSG: DDPM ancestral sampling; "ddim" (eta = 0) is deterministic given x_T
+    log_x: bool = False  # condition on log1p(x) (x >= 0) before min-max scaling: for heavy-tailed instances (CO)
 
     def __post_init__(self) -> None:
         for name in ("x_dim", "y_dim", "num_steps", "epochs", "batch_size"):
@@ -122,6 +123,9 @@ class GenerativeOptimizer:
         )
         self.schedule = make_schedule(config.schedule, config.num_steps)
 
+    def _x_transform(self, x: jax.Array) -> jax.Array:
+        return jnp.log1p(jnp.maximum(x, 0.0)) if self.config.log_x else x
+
     # --- training ----------------------------------------------------------------------------------------------------
     def _optimizer(self, hp: GDMHparams, steps_per_epoch: int) -> optax.GradientTransformation:
         total = self.config.epochs * steps_per_epoch
@@ -146,29 +150,35 @@ class GenerativeOptimizer:
         n = x.shape[0]
         steps_per_epoch = n // c.batch_size
         k_init, k_train = jax.random.split(key)
+        x = self._x_transform(x)
         state = self.init(k_init, x, y)
         xs, ys = state.x_norm.encode(x), state.y_norm.encode(y)
         opt = self._optimizer(hparams, steps_per_epoch)
 
         def minibatch(carry, inputs):
             params, ema, opt_state = carry
-            idx, k = inputs
+            idx, k, step = inputs
             loss, grads = jax.value_and_grad(
                 lambda p: diffusion_loss(k, partial(self.net.apply, p), self.schedule, ys[idx], xs[idx], hparams.p_uncond)
             )(params)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return (params, ema_update(ema, params, hparams.ema_decay), opt_state), loss
+            return (params, ema_update(ema, params, ema_decay_warmup(hparams.ema_decay, step)), opt_state), loss
 
-        def epoch(carry, k):
+        def epoch(carry, inputs):
+            k, e = inputs
             k_perm, k_steps = jax.random.split(k)
             order = jax.random.permutation(k_perm, n)[: steps_per_epoch * c.batch_size]
             batches = order.reshape(steps_per_epoch, c.batch_size)
-            carry, losses = jax.lax.scan(minibatch, carry, (batches, jax.random.split(k_steps, steps_per_epoch)))
+            steps = e * steps_per_epoch + jnp.arange(steps_per_epoch)
+            carry, losses = jax.lax.scan(
+                minibatch, carry, (batches, jax.random.split(k_steps, steps_per_epoch), steps)
+            )
             return carry, jnp.mean(losses)
 
         init = (state.params, state.params, opt.init(state.params))
-        (params, ema, _), losses = jax.lax.scan(epoch, init, jax.random.split(k_train, c.epochs))
+        epochs = (jax.random.split(k_train, c.epochs), jnp.arange(c.epochs))
+        (params, ema, _), losses = jax.lax.scan(epoch, init, epochs)
         return state.replace(params=params, ema_params=ema), losses
 
     # --- solving -----------------------------------------------------------------------------------------------------
@@ -191,7 +201,7 @@ class GenerativeOptimizer:
             raise ValueError(f"x must have shape [n, x_dim={c.x_dim}], got {x.shape}")
         n = x.shape[0]
         params = state.ema_params if use_ema else state.params
-        cond = jnp.repeat(state.x_norm.encode(x), num_samples, axis=0)
+        cond = jnp.repeat(state.x_norm.encode(self._x_transform(x)), num_samples, axis=0)
         config = SamplerConfig(
             method=c.sampler, clip_x0=(-1.0, 1.0), clip_xt=(-1.0, 1.0), cfg_normalize_steps=c.cfg_normalize_steps,
             return_trajectory=return_trajectory,

@@ -285,3 +285,10 @@ def test_bad_input_errors():
         sample(jax.random.key(0), fn, sch, (4, 2), jnp.zeros((4, 3)), SamplerConfig("ddim", num_steps=9))
     with pytest.raises(ValueError, match="p_uncond"):
         diffusion_loss(jax.random.key(0), fn, sch, jnp.zeros((4, 2)), jnp.zeros((4, 3)), p_uncond=1.5)
+
+
+def test_ema_warmup_schedule():
+    from jaxdiff_rl.diffusion import ema_decay_warmup
+
+    np.testing.assert_allclose([float(ema_decay_warmup(0.995, s)) for s in (0, 10, 10_000)],
+                               [0.1, 11 / 20, 0.995], rtol=1e-6)
