@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs.environment import Discrete, Environment, Box, is_concrete
+from envs.environment import Box, Discrete, Environment, is_concrete, require_episode_steps, require_scalars
 
 __all__ = [
     "AIGC",
@@ -335,13 +335,9 @@ class AIGC(Environment[AIGCState, AIGCParams]):
                 f"AIGC: max_tasks_per_provider={params.max_tasks_per_provider} is too small: a provider of capacity "
                 f"{np.max(values['cap']):g} can run {needed} tasks of size {params.size_low}"
             )
-        for name, low in (("arrival_rate", 0.0), ("horizon", 0.0), ("max_steps_in_episode", 0.0)):
-            v = np.asarray(getattr(params, name), np.float64)
-            if v.ndim != 0 or not np.isfinite(v) or v <= low:
-                raise ValueError(f"AIGC: {name} must be a finite scalar > {low:g}, got {getattr(params, name)}")
-        penalty = np.asarray(params.crash_penalty, np.float64)
-        if penalty.ndim != 0 or not np.isfinite(penalty) or penalty < 0:
-            raise ValueError(f"AIGC: crash_penalty must be a finite scalar >= 0, got {params.crash_penalty}")
+        require_scalars("AIGC", params, ("arrival_rate", "horizon"))
+        require_scalars("AIGC", params, ("crash_penalty",), inclusive=True)
+        require_episode_steps("AIGC", params)
         return params
 
 

@@ -33,7 +33,10 @@ from flax import struct
 
 from envs.spaces import Box, Discrete, Space
 
-__all__ = ["Environment", "EnvState", "EnvParams", "Box", "Discrete", "Space", "Policy", "is_concrete"]
+__all__ = [
+    "Environment", "EnvState", "EnvParams", "Box", "Discrete", "Space", "Policy", "is_concrete", "require_scalars",
+    "require_episode_steps",
+]
 
 # A policy maps (key, obs, state, params) to an action; heuristics and exact references share this signature.
 Policy = Callable[[jax.Array, Any, Any, Any], jax.Array]
@@ -60,6 +63,24 @@ TEnvParams = TypeVar("TEnvParams")
 def is_concrete(*xs: Any) -> bool:
     """True iff no leaf of `xs` is a JAX tracer (i.e. values can be checked in Python)."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(xs))
+
+
+def require_scalars(env_name: str, params: Any, fields: tuple[str, ...], minimum: float = 0.0,
+                    inclusive: bool = False) -> None:
+    """Raise ValueError unless each named field of `params` is a finite scalar above (or at) `minimum`."""
+    for field in fields:
+        value = np.asarray(getattr(params, field), np.float64)
+        ok = value.ndim == 0 and np.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        if not ok:
+            bound = ">=" if inclusive else ">"
+            raise ValueError(f"{env_name}: {field} must be a finite scalar {bound} {minimum:g}, got {getattr(params, field)!r}")
+
+
+def require_episode_steps(env_name: str, params: Any) -> None:
+    """Raise ValueError unless params.max_steps_in_episode is an integer >= 1."""
+    steps = np.asarray(params.max_steps_in_episode)
+    if steps.ndim != 0 or not np.isfinite(steps) or steps < 1 or steps != np.floor(steps):
+        raise ValueError(f"{env_name}: max_steps_in_episode must be an integer >= 1, got {params.max_steps_in_episode}")
 
 
 class Environment(Generic[TEnvState, TEnvParams]):

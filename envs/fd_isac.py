@@ -43,7 +43,7 @@ import numpy as np
 from flax import struct
 
 from envs.channels import db_to_linear, los_channel, noise_power, ula_steering
-from envs.environment import Box, Environment, is_concrete
+from envs.environment import Box, Environment, is_concrete, require_episode_steps, require_scalars
 from envs.msr import water_filling
 
 __all__ = ["FDISAC", "FDParams", "FDState", "fd_sum_rate", "mmse_receivers", "downlink_optimum", "upper_bound"]
@@ -287,10 +287,7 @@ class FDISAC(Environment[FDState, FDParams]):
             raise ValueError(f"FD-ISAC: reward_mode must be one of {REWARD_MODES}, got {params.reward_mode!r}")
         if not is_concrete(params):
             return params
-        for field in ("radius", "bs_height", "rho0", "alpha", "bandwidth", "p_max", "p_ul"):
-            value = np.asarray(getattr(params, field), np.float64)
-            if value.ndim != 0 or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"FD-ISAC: {field} must be a finite scalar > 0, got {getattr(params, field)!r}")
+        require_scalars("FD-ISAC", params, ("radius", "bs_height", "rho0", "alpha", "bandwidth", "p_max", "p_ul"))
         for field in ("noise_dbm_per_hz", "inr_db"):
             value = np.asarray(getattr(params, field), np.float64)
             if value.ndim != 0 or not np.isfinite(value):
@@ -298,10 +295,6 @@ class FDISAC(Environment[FDState, FDParams]):
         angles = np.asarray(params.clutter_angles, np.float64)
         if angles.ndim != 1 or angles.size < 1 or not np.all(np.isfinite(angles)) or np.any(np.abs(angles) > 90):
             raise ValueError(f"FD-ISAC: clutter_angles must be a 1-D array of degrees in [-90, 90], got {angles}")
-        step = np.asarray(params.step_std, np.float64)
-        if step.ndim != 0 or not np.isfinite(step) or step < 0:
-            raise ValueError(f"FD-ISAC: step_std must be a finite scalar >= 0 (m), got {params.step_std!r}")
-        steps = np.asarray(params.max_steps_in_episode)
-        if steps.ndim != 0 or steps < 1 or steps != np.floor(steps):
-            raise ValueError(f"FD-ISAC: max_steps_in_episode must be an integer >= 1, got {params.max_steps_in_episode}")
+        require_scalars("FD-ISAC", params, ("step_std",), inclusive=True)
+        require_episode_steps("FD-ISAC", params)
         return params

@@ -15,8 +15,7 @@ problem vector x; including P lets one policy serve a vmapped sweep over budgets
 
 Reward modes (`EnvParams.reward_mode`, static): "rate" = R(p); "regret" = R(p) - R(p*) (<= 0, 0 is optimal;
 the GDMOPT convention). An episode is `max_steps_in_episode` independent instances and ends with
-`terminated=True` (a fixed-horizon problem, not a time-limit truncation). Because instances are i.i.d., the
-auto-reset continues from the instance drawn by the step itself (see `auto_reset`).
+`terminated=True`; instances are i.i.d. (see `envs.problem.ProblemEnvironment`).
 
 Exact reference: `water_filling` (closed form via sorting, jittable, vmappable), `optimal_value`,
 `optimal_action`.
@@ -31,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs.environment import Box, Environment, is_concrete
+from envs.environment import Box, is_concrete, require_episode_steps
+from envs.problem import ProblemEnvironment
 
 __all__ = ["MSR", "MSRParams", "MSRState", "water_filling", "sum_rate", "action_to_power"]
 
@@ -107,7 +107,7 @@ def action_to_power(action: jax.Array, total_power: jax.Array | float) -> jax.Ar
     return jnp.asarray(total_power, jnp.float32)[..., None] * share
 
 
-class MSR(Environment[MSRState, MSRParams]):
+class MSR(ProblemEnvironment):
     """Multi-channel sum-rate power allocation; see the module docstring."""
 
     params_type = MSRParams
@@ -131,31 +131,11 @@ class MSR(Environment[MSRState, MSRParams]):
         """One problem instance (fresh gains), as at an episode start."""
         return MSRState(gains=self._draw_gains(key, params), time=jnp.int32(0))
 
-    def reset_env(self, key: jax.Array, params: MSRParams) -> tuple[jax.Array, MSRState]:
-        state = self.sample_instance(key, params)
-        return self.get_obs(state, params), state
-
-    def step_env(self, key, state: MSRState, action: jax.Array, params: MSRParams):
+    def evaluate(self, state: MSRState, action: jax.Array, params: MSRParams):
         powers = action_to_power(action, params.total_power)
         rate = sum_rate(powers, state.gains, params.noise_power)
-        if params.reward_mode == "regret":
-            reward = rate - self.optimal_value(state, params)
-        else:
-            reward = rate
-        time = state.time + 1
-        next_state = MSRState(gains=self._draw_gains(key, params), time=time)
-        terminated = time >= params.max_steps_in_episode
-        info = {"sum_rate": rate, "powers": powers}
-        return self.get_obs(next_state, params), next_state, reward, terminated, info
-
-    def auto_reset(self, key, obs_st, state_st: MSRState, params: MSRParams):
-        """Instances are i.i.d., so the instance `step_env` just drew is a valid fresh episode start:
-        restart the clock instead of drawing N more gains (halves the random numbers per step)."""
-        del key
-        return obs_st, state_st.replace(time=jnp.zeros_like(state_st.time))
-
-    def is_truncated(self, state: MSRState, params: MSRParams) -> jax.Array:
-        return jnp.asarray(False)
+        reward = rate - self.optimal_value(state, params) if params.reward_mode == "regret" else rate
+        return reward, {"sum_rate": rate, "powers": powers}
 
     # --- exact reference ---------------------------------------------------------------------------------
     def optimal_powers(self, state: MSRState, params: MSRParams) -> jax.Array:
@@ -224,7 +204,5 @@ class MSR(Environment[MSRState, MSRParams]):
             raise ValueError(f"MSR: gains need 0 <= gain_low <= gain_high, got gain_low={low}, gain_high={high}")
         if np.any(high <= 0):
             raise ValueError(f"MSR: gain_high must be > 0, got {high}")
-        steps = np.asarray(params.max_steps_in_episode)
-        if steps.ndim != 0 or steps < 1 or steps != np.floor(steps):
-            raise ValueError(f"MSR: max_steps_in_episode must be an integer >= 1, got {params.max_steps_in_episode}")
+        require_episode_steps("MSR", params)
         return params

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs.environment import Box, Environment, is_concrete
+from envs.environment import Box, is_concrete, require_episode_steps, require_scalars
+from envs.problem import ProblemEnvironment
 
 __all__ = ["NomaUav", "NUParams", "NUState", "nu_sum_rate"]
 
@@ -117,7 +118,7 @@ def _in_region(points: jax.Array, positions: jax.Array) -> jax.Array:
     return ((s1 >= 0) & (s2 >= 0) & (s3 >= 0)) | ((s1 <= 0) & (s2 <= 0) & (s3 <= 0))
 
 
-class NomaUav(Environment[NUState, NUParams]):
+class NomaUav(ProblemEnvironment):
     """NOMA-UAV sum rate; see the module docstring."""
 
     params_type = NUParams
@@ -148,10 +149,6 @@ class NomaUav(Environment[NUState, NUParams]):
     def get_obs(self, state: NUState, params: NUParams) -> jax.Array:
         return (state.positions / params.side).reshape(-1)
 
-    def reset_env(self, key: jax.Array, params: NUParams) -> tuple[jax.Array, NUState]:
-        state = self.sample_instance(key, params)
-        return self.get_obs(state, params), state
-
     def action_to_decision(self, action: jax.Array, state: NUState, params: NUParams) -> tuple[jax.Array, jax.Array]:
         """Box action [2 + K] -> (UAV position [2] in m, powers [K] in user order, feasible by construction)."""
         uav = (jnp.clip(action[:2], -1.0, 1.0) + 1.0) / 2.0 * params.side
@@ -163,20 +160,10 @@ class NomaUav(Environment[NUState, NUParams]):
         rank = jnp.argsort(jnp.argsort(d2))  # 0 = strongest (closest)
         return uav, jnp.sort(q)[rank]
 
-    def step_env(self, key, state: NUState, action: jax.Array, params: NUParams):
+    def evaluate(self, state: NUState, action: jax.Array, params: NUParams):
         uav, powers = self.action_to_decision(action, state, params)
         rate = nu_sum_rate(uav, powers, state.positions, params)
-        next_state = self.sample_instance(key, params).replace(time=state.time + 1)
-        terminated = next_state.time >= params.max_steps_in_episode
-        info = {"sum_rate": rate, "uav": uav, "powers": powers}
-        return self.get_obs(next_state, params), next_state, params.reward_scale * rate, terminated, info
-
-    def auto_reset(self, key, obs_st, state_st: NUState, params: NUParams):
-        """i.i.d. instances: continue from the instance the step drew (see `msr.MSR.auto_reset`)."""
-        return obs_st, state_st.replace(time=jnp.zeros_like(state_st.time))
-
-    def is_truncated(self, state: NUState, params: NUParams) -> jax.Array:
-        return jnp.asarray(False)
+        return params.reward_scale * rate, {"sum_rate": rate, "uav": uav, "powers": powers}
 
     # --- solvers -----------------------------------------------------------------------------------------------------
     def _grid(self, params: NUParams, step: float) -> jax.Array:
@@ -264,13 +251,8 @@ class NomaUav(Environment[NUState, NUParams]):
             return params
         if not (float(params.side) > 0 and float(params.side) % 2 == 0):
             raise ValueError(f"NU: side must be a positive even number of metres, got {params.side!r}")
-        for field in ("height", "rho0", "noise", "total_power", "reward_scale"):
-            value = np.asarray(getattr(params, field), np.float64)
-            if value.ndim != 0 or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"NU: {field} must be a finite scalar > 0, got {getattr(params, field)!r}")
+        require_scalars("NU", params, ("height", "rho0", "noise", "total_power", "reward_scale"))
         if float(params.side) / float(params.grid_step) > 4000:
             raise ValueError(f"NU: side / grid_step must be <= 4000 grid points per axis, got {params.side}/{params.grid_step}")
-        steps = np.asarray(params.max_steps_in_episode)
-        if steps.ndim != 0 or steps < 1 or steps != np.floor(steps):
-            raise ValueError(f"NU: max_steps_in_episode must be an integer >= 1, got {params.max_steps_in_episode}")
+        require_episode_steps("NU", params)
         return params

@@ -18,7 +18,7 @@ f_i = sqrt(x3_i) / sum_S sqrt(x3_j) (Cauchy-Schwarz), giving the server term (su
 As an environment: observation = [x1_1, x2_1, x3_1, ..., x1_N, x2_N, x3_N] (the 3N features the DiffSG model is
 conditioned on, unscaled), action a in Box(-1, 1, [2N]): d_i = 1 iff a_i > 0, and the shares are
 f = |a_{N+i}| d_i / sum_j |a_{N+j}| d_j (uniform over the offloaded set if that sum is 0). Reward = -cost.
-Episodes are `max_steps_in_episode` i.i.d. instances (terminated at the end; see `msr` for the rationale).
+Episodes are `max_steps_in_episode` i.i.d. instances (see `envs.problem.ProblemEnvironment`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import numpy as np
 from flax import struct
 
 from envs.channels import shannon_rate
-from envs.environment import Box, Environment, is_concrete
+from envs.environment import Box, is_concrete, require_episode_steps, require_scalars
+from envs.problem import ProblemEnvironment
 
 __all__ = ["Offloading", "COParams", "COState", "co_features", "co_cost", "co_delays"]
 
@@ -118,7 +119,7 @@ def _decisions(n: int) -> np.ndarray:
     return np.array(list(itertools.product([0.0, 1.0], repeat=n)), np.float32)  # [2^N, N]
 
 
-class Offloading(Environment[COState, COParams]):
+class Offloading(ProblemEnvironment):
     """Computation offloading; see the module docstring."""
 
     params_type = COParams
@@ -127,10 +128,6 @@ class Offloading(Environment[COState, COParams]):
     @property
     def name(self) -> str:
         return "CO"
-
-    def reset_env(self, key: jax.Array, params: COParams) -> tuple[jax.Array, COState]:
-        state = self.sample_instance(key, params)
-        return self.get_obs(state, params), state
 
     def sample_instance(self, key: jax.Array, params: COParams) -> COState:
         n = params.num_terminals
@@ -156,20 +153,10 @@ class Offloading(Environment[COState, COParams]):
         shares = jnp.where(total == 0, uniform, weight / jnp.where(total == 0, 1.0, total))
         return offload, shares
 
-    def step_env(self, key, state: COState, action: jax.Array, params: COParams):
+    def evaluate(self, state: COState, action: jax.Array, params: COParams):
         offload, shares = self.action_to_decision(action, params)
         cost = co_cost(co_features(state, params), offload, shares)
-        next_state = self.sample_instance(key, params).replace(time=state.time + 1)
-        terminated = next_state.time >= params.max_steps_in_episode
-        info = {"cost": cost, "offload": offload, "shares": shares}
-        return self.get_obs(next_state, params), next_state, -cost, terminated, info
-
-    def auto_reset(self, key, obs_st, state_st: COState, params: COParams):
-        """i.i.d. instances: continue from the instance the step drew (see `msr.MSR.auto_reset`)."""
-        return obs_st, state_st.replace(time=jnp.zeros_like(state_st.time))
-
-    def is_truncated(self, state: COState, params: COParams) -> jax.Array:
-        return jnp.asarray(False)
+        return -cost, {"cost": cost, "offload": offload, "shares": shares}
 
     # --- exact and grid solvers --------------------------------------------------------------------------------
     def solve(self, state: COState, params: COParams) -> tuple[jax.Array, jax.Array]:
@@ -240,14 +227,9 @@ class Offloading(Environment[COState, COParams]):
             return params
         positive = ("server_cpu", "kappa", "tx_power", "idle_power", "bandwidth", "noise", "max_delay", "size_mean",
                     "size_std", "size_max", "cpu_mean", "cpu_std", "cpu_max", "cycles_per_bit")
-        for field in positive:
-            value = np.asarray(getattr(params, field), np.float64)
-            if value.ndim != 0 or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"CO: {field} must be a finite scalar > 0, got {getattr(params, field)!r}")
+        require_scalars("CO", params, positive)
         for mean, upper in (("size_mean", "size_max"), ("cpu_mean", "cpu_max")):
             if not float(getattr(params, mean)) < float(getattr(params, upper)):
                 raise ValueError(f"CO: {mean} must be below {upper}")
-        steps = np.asarray(params.max_steps_in_episode)
-        if steps.ndim != 0 or steps < 1 or steps != np.floor(steps):
-            raise ValueError(f"CO: max_steps_in_episode must be an integer >= 1, got {params.max_steps_in_episode}")
+        require_episode_steps("CO", params)
         return params
