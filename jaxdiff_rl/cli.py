@@ -1,9 +1,14 @@
-"""Command line: `jaxdiff-rl [envs] [options]`.
+"""Command line: `jaxdiff-rl {demo,train,eval,plot,envs} [options]` (no sub-command: `demo`).
 
-`jaxdiff-rl envs` (also the default with no sub-command) lists the environments and, for each, rolls out
-`--num-envs` parallel episodes of every baseline policy it defines (random, heuristics, and the exact optimum
-or upper bound), printing the mean episode return, the fraction of the reference policy's return and the
-throughput; it writes `summary.json` and `summary.png` to `--out`.
+- `demo` (default): a short D2SAC-vs-SAC run on the AIGC environment and DM-DDPG on msr-3; prints a results table
+  against the heuristics / the water-filling optimum and writes learning curves (see `jaxdiff_rl.demo`).
+- `train`: any algorithm on any environment, several seeds, any hyperparameter; a comma list
+  (`--lr-actor 1e-4,3e-4`) becomes a sweep axis; everything runs as one vmapped program, in chunks with a
+  progress bar, metrics to `<out>/metrics.jsonl` and orbax checkpoints; `--resume` continues bit-identically.
+- `eval`: greedy evaluation of the last checkpoint of a `train` run.
+- `plot`: mean ± std learning curves over seeds from one or more run folders (PNG).
+- `envs`: lists the environments and, for each, rolls out `--num-envs` parallel episodes of every baseline
+  policy (random, heuristics, exact optimum / upper bound): mean return, fraction of the reference, steps/s.
 """
 
 from __future__ import annotations
@@ -155,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_envs.add_argument("--out", default="runs/envs", help="output folder for summary.json / summary.png")
     p_envs.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_envs.set_defaults(func=_cmd_envs)
+    from jaxdiff_rl.cli_train import add_train_commands
+
+    add_train_commands(sub)
     return parser
 
 
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["envs", *argv]
+        argv = ["demo", *argv]
     args = parser.parse_args(argv)
     return args.func(args)
 

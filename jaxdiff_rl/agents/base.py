@@ -1,0 +1,309 @@
+"""What every off-policy agent shares: the static `AgentConfig`, the traced `Hparams`, the `AgentState` pytree,
+the optimizer step and the soft target update.
+
+Static vs traced: everything that changes shapes or the program (widths, T, number of environments, batch and
+buffer sizes, which algorithm) is a field of the frozen `AgentConfig`; everything a user sweeps (learning
+rates, gamma, tau, alpha, exploration noise, loss weights) is an array field of `Hparams`, so
+`jax.vmap(train)(keys, hparams)` compiles once for a whole grid. Both validate concrete values before anything
+is compiled and raise `ValueError` naming the field and the allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxdiff_rl.agents.networks import ActorConfig
+
+__all__ = ["ALGORITHMS", "AgentConfig", "Hparams", "AgentState", "adam_step", "polyak", "layer_grad_norms",
+           "validate_hparams"]
+
+#: algorithm name -> family (the loss it uses); the diffusion versions differ from their parents only in the actor
+ALGORITHMS = {
+    "sac": "sac", "d2sac": "sac",
+    "td3": "td3", "ddpg": "td3", "dm_td3": "td3", "dm_ddpg": "td3",
+}
+EXPLORATION = ("policy", "gaussian", "epsilon")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Static settings of an off-policy training run (changing one recompiles).
+
+    Schedule: `num_iterations` iterations; each collects `steps_per_iter` vectorised steps from `num_envs`
+    environments (so `num_envs * steps_per_iter` transitions), then runs `updates_per_iter` gradient updates
+    on minibatches of `batch_size` (once the buffer holds `learning_starts` transitions; before that, actions
+    are uniform random).
+
+    Algorithm switches (set by each algorithm's `default_config`, documented there):
+        auto_alpha: learn the SAC temperature towards `target_entropy` (else alpha = hparams.alpha, fixed).
+        entropy_in_target: SAC's soft target (D2SAC's reference omits the entropy term there).
+        target_actor: next actions from a Polyak-averaged actor copy (TD3/DDPG/D2SAC) instead of the online one.
+        num_critics: 1 (DDPG) or 2 (clipped double Q).
+        policy_delay: actor and target updates every k critic updates (TD3: 2).
+        target_smoothing: TD3's clipped Gaussian noise on target actions.
+        actor_q: "first" (TD3: Q1) or "min" (min over critics) in the deterministic actor loss.
+        exploration: "policy" (sample the stochastic policy), "gaussian" (add N(0, explore_noise^2)),
+            "epsilon" (uniform random action with probability epsilon).
+        bc_loss: add bc_weight x the DDPM loss of replay actions to the actor loss (DM-TD3's regulariser;
+            diffusion actors only).
+    """
+
+    algo: str = "sac"
+    actor: ActorConfig = ActorConfig()
+    critic_hidden_dims: tuple[int, ...] = (256, 256)
+    critic_activation: str = "mish"
+    num_envs: int = 1
+    steps_per_iter: int = 1
+    updates_per_iter: int = 1
+    num_iterations: int = 1000
+    batch_size: int = 256
+    buffer_size: int = 100_000
+    n_step: int = 1
+    learning_starts: int = 0
+    auto_alpha: bool = False
+    target_entropy: float | None = None
+    entropy_in_target: bool = True
+    target_actor: bool = False
+    num_critics: int = 2
+    policy_delay: int = 1
+    target_smoothing: bool = False
+    actor_q: str = "first"
+    exploration: str = "policy"
+    bc_loss: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"AgentConfig.algo: unknown algorithm {self.algo!r}; valid: {sorted(ALGORITHMS)}")
+        for name in ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size",
+                     "buffer_size", "n_step", "num_critics", "policy_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"AgentConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.num_critics > 2:
+            raise ValueError(f"AgentConfig.num_critics must be 1 or 2, got {self.num_critics}")
+        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
+            raise ValueError(f"AgentConfig.learning_starts must be an integer >= 0, got {self.learning_starts!r}")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"AgentConfig.batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size})"
+            )
+        if self.buffer_size < self.num_envs:
+            raise ValueError(f"AgentConfig.buffer_size ({self.buffer_size}) must be >= num_envs ({self.num_envs})")
+        if self.n_step > 20:
+            raise ValueError(f"AgentConfig.n_step must be in [1, 20], got {self.n_step}")
+        if self.exploration not in EXPLORATION:
+            raise ValueError(f"AgentConfig.exploration must be one of {EXPLORATION}, got {self.exploration!r}")
+        if self.actor_q not in ("first", "min"):
+            raise ValueError(f"AgentConfig.actor_q must be 'first' or 'min', got {self.actor_q!r}")
+        if ALGORITHMS[self.algo] == "td3" and self.actor.kind in ("gaussian", "categorical"):
+            raise ValueError(
+                f"AgentConfig.actor.kind={self.actor.kind!r} does not fit {self.algo} (needs 'deterministic' or 'diffusion')"
+            )
+        if ALGORITHMS[self.algo] == "sac" and self.actor.kind == "deterministic":
+            raise ValueError(f"AgentConfig.actor.kind='deterministic' does not fit {self.algo} (a stochastic actor)")
+        if self.bc_loss and self.actor.kind != "diffusion":
+            raise ValueError("AgentConfig.bc_loss needs a diffusion actor (actor.kind='diffusion')")
+
+    @property
+    def family(self) -> str:
+        return ALGORITHMS[self.algo]
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.num_iterations * self.steps_per_iter * self.num_envs
+
+    def replace(self, **changes: Any) -> "AgentConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@struct.dataclass
+class Hparams:
+    """Traced (sweepable) hyperparameters; scalars here, a leading axis each in a sweep.
+
+    lr_actor, lr_critic, lr_alpha: Adam step sizes (>= 0). weight_decay: coupled L2 added to the gradient
+    before Adam (>= 0). gamma: discount in [0, 1]. tau: Polyak rate in [0, 1]. alpha: entropy temperature
+    (fixed, or the initial value with `auto_alpha`), >= 0. explore_noise: std of Gaussian exploration in the
+    [-1, 1] action space. target_noise, noise_clip: TD3 target smoothing. epsilon: epsilon-greedy probability
+    in [0, 1]. bc_weight: weight of the DDPM regulariser. target_entropy_scale: discrete SAC's target entropy as
+    a fraction of log(A).
+    """
+
+    lr_actor: Any = 3e-4
+    lr_critic: Any = 3e-4
+    lr_alpha: Any = 3e-4
+    weight_decay: Any = 0.0
+    gamma: Any = 0.99
+    tau: Any = 0.005
+    alpha: Any = 0.2
+    explore_noise: Any = 0.1
+    target_noise: Any = 0.2
+    noise_clip: Any = 0.5
+    epsilon: Any = 0.1
+    bc_weight: Any = 0.0
+    target_entropy_scale: Any = 0.5
+
+    def replace(self, **changes: Any) -> "Hparams":  # (flax provides it; declared for type checkers)
+        return dataclasses.replace(self, **changes)
+
+
+_RANGES = {
+    "lr_actor": (0.0, math.inf), "lr_critic": (0.0, math.inf), "lr_alpha": (0.0, math.inf),
+    "weight_decay": (0.0, math.inf), "gamma": (0.0, 1.0), "tau": (0.0, 1.0), "alpha": (0.0, math.inf),
+    "explore_noise": (0.0, math.inf), "target_noise": (0.0, math.inf), "noise_clip": (0.0, math.inf),
+    "epsilon": (0.0, 1.0), "bc_weight": (0.0, math.inf), "target_entropy_scale": (0.0, 1.0),
+}
+
+
+def validate_hparams(hparams: Hparams) -> Hparams:
+    """Check every concrete field (any shape: a sweep's stacked values) is finite and in its range.
+
+    Raises ValueError naming the field and the allowed range. Traced values are passed through."""
+    if not isinstance(hparams, Hparams):
+        raise TypeError(f"hparams must be a jaxdiff_rl.agents.Hparams, got {type(hparams).__name__}")
+    for name, (low, high) in _RANGES.items():
+        value = getattr(hparams, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        arr = np.asarray(value, dtype=np.float64)
+        if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
+            raise ValueError(f"Hparams.{name} must be in [{low}, {high}], got {value!r}")
+    return hparams
+
+
+@struct.dataclass
+class AgentState:
+    """All learnable state of an agent (a pytree; vmapped over seeds/sweeps like any array).
+
+    actor/critic: online parameters; target_actor/target_critic: Polyak copies; *_opt: Adam states;
+    log_alpha: SAC temperature (log); updates: number of gradient updates done (int32)."""
+
+    actor: Any
+    critic: Any
+    target_actor: Any
+    target_critic: Any
+    actor_opt: Any
+    critic_opt: Any
+    log_alpha: jax.Array
+    alpha_opt: Any
+    updates: jax.Array
+
+
+_ADAM = optax.scale_by_adam()
+
+
+def adam_init(params: Any) -> Any:
+    return _ADAM.init(params)
+
+
+def adam_step(params: Any, grads: Any, opt_state: Any, lr: jax.Array, weight_decay: jax.Array | float = 0.0):
+    """One Adam step with coupled L2 (weight decay added to the gradient before Adam, as PyTorch's
+    `Adam(weight_decay=...)`; not AdamW) and a traced learning rate. Returns (params, opt_state)."""
+    grads = jax.tree_util.tree_map(lambda g, p: g + weight_decay * p, grads, params)
+    updates, opt_state = _ADAM.update(grads, opt_state, params)
+    params = jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates)
+    return params, opt_state
+
+
+def polyak(target: Any, online: Any, tau: jax.Array) -> Any:
+    """target <- tau * online + (1 - tau) * target (tau may be traced)."""
+    return optax.incremental_update(online, target, tau)
+
+
+def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
+    """L2 norm of the gradient of every layer (kernel and bias together): {"<prefix>/<layer path>": scalar}."""
+    norms: dict[str, jax.Array] = {}
+    flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+    for path, leaf in flat:
+        names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+        layer = "/".join(n for n in names[:-1] if n != "params") or names[-1]
+        norms[f"{prefix}/{layer}"] = norms.get(f"{prefix}/{layer}", 0.0) + jnp.sum(jnp.square(leaf))
+    return {k: jnp.sqrt(v) for k, v in norms.items()}
+
+
+def global_norm(grads: Any) -> jax.Array:
+    return optax.global_norm(grads)
+
+
+def assert_batch(obs: jax.Array, obs_dim: int) -> None:
+    chex.assert_rank(obs, 2)
+    chex.assert_axis_dimension(obs, 1, obs_dim)
+
+
+# --- shared init / act ----------------------------------------------------------------------------------------
+def make_critic(config: AgentConfig, action_dim: int, discrete: bool):
+    from jaxdiff_rl.agents.networks import DoubleCritic
+
+    return DoubleCritic(
+        out_dim=action_dim if discrete else 1,
+        hidden_dims=tuple(config.critic_hidden_dims),
+        activation=config.critic_activation,
+        num_critics=config.num_critics,
+    )
+
+
+def init_agent(
+    key: jax.Array, config: AgentConfig, hparams: Hparams, obs_dim: int, action_dim: int, discrete: bool
+) -> AgentState:
+    """Fresh parameters, target copies and optimizer states. [obs_dim], A = action_dim."""
+    from jaxdiff_rl.agents.networks import actor_init, critic_init
+
+    k_actor, k_critic = jax.random.split(key)
+    actor = actor_init(k_actor, config.actor, obs_dim, action_dim)
+    critic = critic_init(k_critic, make_critic(config, action_dim, discrete), obs_dim, action_dim, discrete)
+    log_alpha = jnp.log(jnp.maximum(jnp.asarray(hparams.alpha, jnp.float32), 1e-8))
+    return AgentState(
+        actor=actor,
+        critic=critic,
+        target_actor=actor,
+        target_critic=critic,
+        actor_opt=adam_init(actor),
+        critic_opt=adam_init(critic),
+        log_alpha=log_alpha,
+        alpha_opt=adam_init(log_alpha),
+        updates=jnp.int32(0),
+    )
+
+
+def act(
+    key: jax.Array,
+    config: AgentConfig,
+    state: AgentState,
+    obs: jax.Array,
+    hparams: Hparams,
+    action_dim: int,
+    discrete: bool,
+    explore: bool,
+) -> jax.Array:
+    """Actions for observations [B, obs_dim] in the actor's space ([B, A] in [-1, 1], or [B] int32).
+
+    explore=False: the greedy action (argmax for discrete actors, the noiseless output for Gaussian/
+    deterministic actors, one reverse-diffusion chain for continuous diffusion actors).
+    explore=True: the behaviour policy of `config.exploration`."""
+    from jaxdiff_rl.agents.networks import actor_forward
+
+    k_pi, k_noise, k_eps, k_rand = jax.random.split(key, 4)
+    out = actor_forward(config.actor, state.actor, k_pi, obs, action_dim, discrete)
+    if not explore:
+        return out.mean_action
+    action = out.action
+    if config.exploration == "gaussian" and not discrete:
+        noise = hparams.explore_noise * jax.random.normal(k_noise, action.shape)
+        action = jnp.clip(action + noise, -1.0, 1.0)
+    elif config.exploration == "epsilon":
+        batch = obs.shape[0]
+        if discrete:
+            random = jax.random.randint(k_rand, (batch,), 0, action_dim, jnp.int32)
+        else:
+            random = jax.random.uniform(k_rand, (batch, action_dim), minval=-1.0, maxval=1.0)
+        pick = jax.random.uniform(k_eps, (batch,)) < hparams.epsilon
+        action = jnp.where(pick if discrete else pick[:, None], random, action)
+    return action

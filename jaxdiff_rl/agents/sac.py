@@ -1,0 +1,151 @@
+"""SAC (Haarnoja et al.) for continuous actions and discrete SAC (Christodoulou 2019) for discrete ones; the loss
+that D2SAC (`d2sac.py`) reuses with a diffusion actor.
+
+Losses, with Q_min = min(Q1, Q2) and y = G_n + discount * V(s') (n-step return and discount from the buffer):
+
+    continuous: V(s') = Q'_min(s', a') - alpha log pi(a'|s'),  a' ~ pi(.|s')
+                actor  = E[alpha log pi(a|s) - Q_min(s, a)],    a ~ pi(.|s) (reparameterised)
+    discrete:   V(s') = sum_a pi(a|s') (Q'_min(s', a) - alpha log pi(a|s'))
+                actor  = -E[alpha H(pi(.|s)) + sum_a pi(a|s) Q_min(s, a)]
+    critic = sum over the critics of MSE(Q_i(s, a), y)
+    alpha (auto) = -log alpha * (target_entropy - H) (continuous: H estimated by -log pi(a|s))
+
+`entropy_in_target=False` drops the alpha term from V (D2SAC's reference); `target_actor=True` draws a' from a
+Polyak copy of the actor. A continuous diffusion actor has no tractable log-density: its actor loss is
+-E[Q_min(s, a)] with a from the (stochastic) reverse chain, and exploration comes from the chain's noise plus
+`explore_noise` (the GDMOPT convention).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxdiff_rl.agents.base import (
+    AgentConfig,
+    AgentState,
+    Hparams,
+    adam_step,
+    layer_grad_norms,
+    make_critic,
+    polyak,
+)
+from jaxdiff_rl.agents.networks import ActorConfig, actor_forward
+from jaxdiff_rl.buffer import Batch
+
+__all__ = ["default_config", "default_hparams", "update", "target_entropy"]
+
+
+def default_config(**overrides: Any) -> AgentConfig:
+    """SAC with a tanh-Gaussian (continuous) or softmax (discrete) actor, learned temperature."""
+    base = dict(algo="sac", actor=ActorConfig(kind="gaussian"), auto_alpha=True, entropy_in_target=True)
+    return AgentConfig(**{**base, **overrides})
+
+
+def default_hparams(**overrides: Any) -> Hparams:
+    return Hparams(**{**dict(lr_actor=3e-4, lr_critic=3e-4, gamma=0.99, tau=0.005, alpha=0.2), **overrides})
+
+
+def target_entropy(config: AgentConfig, hparams: Hparams, action_dim: int, discrete: bool) -> jax.Array:
+    """-A for continuous actions; target_entropy_scale * log(A) for discrete ones (or config.target_entropy)."""
+    if config.target_entropy is not None:
+        return jnp.float32(config.target_entropy)
+    if discrete:
+        return hparams.target_entropy_scale * jnp.float32(math.log(action_dim))
+    return jnp.float32(-action_dim)
+
+
+def _q_taken(q: jax.Array, action: jax.Array, discrete: bool) -> jax.Array:
+    """Q of the taken action: q [C, B, A] with action [B] int -> [C, B]; continuous q is already [C, B]."""
+    if not discrete:
+        return q
+    return jnp.take_along_axis(q, action[None, :, None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def _entropy(probs: jax.Array) -> jax.Array:
+    return -jnp.sum(probs * jnp.log(jnp.clip(probs, 1e-8, 1.0)), axis=-1)
+
+
+def update(
+    key: jax.Array,
+    config: AgentConfig,
+    state: AgentState,
+    batch: Batch,
+    hparams: Hparams,
+    action_dim: int,
+    discrete: bool,
+) -> tuple[AgentState, dict[str, jax.Array]]:
+    """One gradient update of critics, actor, temperature and targets on a minibatch. Pure."""
+    critic_net = make_critic(config, action_dim, discrete)
+    k_next, k_pi = jax.random.split(key)
+    alpha = jnp.exp(state.log_alpha)
+
+    # ---- critic
+    next_params = state.target_actor if config.target_actor else state.actor
+    nxt = actor_forward(config.actor, next_params, k_next, batch.next_obs, action_dim, discrete)
+    ent_w = alpha if config.entropy_in_target else 0.0
+    if discrete:
+        q_next = jnp.min(critic_net.apply(state.target_critic, batch.next_obs), axis=0)  # [B, A]
+        log_p = jnp.log(jnp.clip(nxt.probs, 1e-8, 1.0))
+        v_next = jnp.sum(nxt.probs * (q_next - ent_w * log_p), axis=-1)
+    else:
+        q_next = jnp.min(critic_net.apply(state.target_critic, batch.next_obs, nxt.action), axis=0)
+        v_next = q_next - (ent_w * nxt.log_prob if nxt.log_prob is not None else 0.0)
+    y = jax.lax.stop_gradient(batch.reward + batch.discount * v_next)
+
+    def critic_loss_fn(params):
+        q_all = critic_net.apply(params, batch.obs) if discrete else critic_net.apply(params, batch.obs, batch.action)
+        q = _q_taken(q_all, batch.action, discrete)  # [C, B]
+        return jnp.sum(jnp.mean((q - y[None]) ** 2, axis=-1)), q
+
+    (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic)
+    critic, critic_opt = adam_step(state.critic, critic_grads, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+
+    # ---- actor (against the online critics before this update's step, as in the reference implementations)
+    def actor_loss_fn(params):
+        out = actor_forward(config.actor, params, k_pi, batch.obs, action_dim, discrete)
+        if discrete:
+            q_pi = jax.lax.stop_gradient(jnp.min(critic_net.apply(state.critic, batch.obs), axis=0))
+            entropy = _entropy(out.probs)
+            loss = -jnp.mean(alpha * entropy + jnp.sum(out.probs * q_pi, axis=-1))
+            return loss, entropy
+        q_pi = jnp.min(critic_net.apply(state.critic, batch.obs, out.action), axis=0)
+        if out.log_prob is None:  # diffusion actor: no tractable density
+            return -jnp.mean(q_pi), jnp.zeros(q_pi.shape)
+        return jnp.mean(alpha * out.log_prob - q_pi), -out.log_prob
+
+    (actor_loss, entropy), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
+    actor, actor_opt = adam_step(state.actor, actor_grads, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
+
+    # ---- temperature
+    log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
+    if config.auto_alpha:
+        gap = jax.lax.stop_gradient(target_entropy(config, hparams, action_dim, discrete) - jnp.mean(entropy))
+        alpha_grad = -gap  # d/dlog_alpha of -log_alpha * gap
+        log_alpha, alpha_opt = adam_step(state.log_alpha, alpha_grad, state.alpha_opt, hparams.lr_alpha)
+
+    new_state = AgentState(
+        actor=actor,
+        critic=critic,
+        target_actor=polyak(state.target_actor, actor, hparams.tau) if config.target_actor else actor,
+        target_critic=polyak(state.target_critic, critic, hparams.tau),
+        actor_opt=actor_opt,
+        critic_opt=critic_opt,
+        log_alpha=log_alpha,
+        alpha_opt=alpha_opt,
+        updates=state.updates + 1,
+    )
+    metrics = {
+        "critic_loss": critic_loss,
+        "actor_loss": actor_loss,
+        "q_mean": jnp.mean(q),
+        "target_mean": jnp.mean(y),
+        "entropy": jnp.mean(entropy),
+        "alpha": alpha,
+        **layer_grad_norms(actor_grads, "grad_norm/actor"),
+        **layer_grad_norms(critic_grads, "grad_norm/critic"),
+    }
+    return new_state, metrics

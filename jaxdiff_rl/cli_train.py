@@ -1,0 +1,140 @@
+"""`jaxdiff-rl train | eval | plot | demo` (argparse sub-commands; see `jaxdiff_rl.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_train_commands", "parse_list"]
+
+
+def parse_list(text: str) -> float | list[float]:
+    """"3e-4" -> 3e-4; "1e-4,3e-4" -> [1e-4, 3e-4] (a sweep axis)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list of numbers, got {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("empty value")
+    return values[0] if len(values) == 1 else values
+
+
+def _parse_env_param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--env-param expects name=value, got {text!r}")
+    name, value = text.split("=", 1)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return name, parsed
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from jaxdiff_rl.experiment import HPARAM_FIELDS, STATIC_FIELDS, TrainSpec, train_spec
+    from jaxdiff_rl.plot import plot_curves
+
+    static = {f: getattr(args, f) for f in STATIC_FIELDS if getattr(args, f) is not None}
+    hparams = {f: getattr(args, f) for f in HPARAM_FIELDS if getattr(args, f) is not None}
+    spec = TrainSpec(
+        algo=args.algo, env=args.env, num_seeds=args.seeds, seed=args.seed, actor_kind=args.actor, base=args.base,
+        env_overrides=dict(args.env_param or []), static=static,
+        hidden=tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None,
+        diffusion_steps=args.diffusion_steps, hparams=hparams,
+    )
+    out = Path(args.out or f"runs/{args.algo}-{args.env}")
+    result = train_spec(spec, out, args.chunk, args.resume, not args.no_progress)
+    last = {k: np.nanmean(v[:, -max(1, v.shape[1] // 10):]) for k, v in result.metrics.items()
+            if k in ("return_mean", "reward_mean", "optimum_fraction", "critic_loss")}
+    print(f"{args.algo} on {args.env}: {result.metrics['env_steps'].shape[0]} runs, {result.seconds:.1f} s, "
+          f"{result.env_steps_per_s:,.0f} env steps/s; last 10%: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in last.items()))
+    plot_curves({args.algo: result.metrics}, "return_mean", out / "curves.png", title=f"{args.algo} on {args.env}")
+    print(f"wrote {out / 'metrics.jsonl'}, {out / 'curves.png'}, checkpoints in {out / 'checkpoints'}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from jaxdiff_rl.experiment import build, evaluate_spec, load_spec, restore_state
+
+    spec, info = load_spec(args.run)
+    trainer, keys, hp, settings = build(spec)
+    state = restore_state(args.run, trainer, keys, hp)
+    result = evaluate_spec(trainer, state, hp, args.steps, args.seed)
+    print(f"greedy evaluation of {args.run} ({spec.algo} on {spec.env}), {args.steps} steps x "
+          f"{trainer.config.num_envs} envs per run")
+    print(f"{'run':>4s} {'setting':30s} {'episodes':>8s} {'return':>10s} {'reward/step':>12s} {'of optimum':>10s}")
+    g = len(settings)
+    for r in range(len(result["episodes"])):
+        print(f"{r:4d} {json.dumps(settings[r % g]):30s} {result['episodes'][r]:8.0f} {result['return_mean'][r]:10.4g} "
+              f"{result['reward_mean'][r]:12.4g} {result['optimum_fraction'][r]:10.4g}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v.tolist() for k, v in result.items()}, indent=1))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from jaxdiff_rl.plot import plot_curves
+    from jaxdiff_rl.runner import read_metrics
+
+    curves = {Path(r).name: read_metrics(Path(r) / "metrics.jsonl") for r in args.runs}
+    out = Path(args.out)
+    plot_curves(curves, args.metric, out, smooth=args.smooth)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from jaxdiff_rl.demo import run_demo
+
+    run_demo(Path(args.out), scale=args.scale, progress=not args.no_progress)
+    return 0
+
+
+def add_train_commands(sub: argparse._SubParsersAction) -> None:
+    from jaxdiff_rl.agents import ALGORITHMS
+    from jaxdiff_rl.experiment import HPARAM_FIELDS, STATIC_FIELDS
+
+    p = sub.add_parser("train", help="train an agent (seeds x hyperparameter grid in one program)")
+    p.add_argument("--algo", default="d2sac", choices=sorted(ALGORITHMS))
+    p.add_argument("--env", default="msr-3", help="registered environment name (jaxdiff-rl envs lists them)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per hyperparameter setting")
+    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--actor", choices=["gaussian", "deterministic", "categorical", "diffusion"],
+                   help="override the algorithm's actor kind")
+    p.add_argument("--base", choices=sorted(ALGORITHMS), help="take defaults from this algorithm")
+    p.add_argument("--hidden", help="actor and critic widths, e.g. 64,64")
+    p.add_argument("--diffusion-steps", type=int, help="T of a diffusion actor")
+    p.add_argument("--env-param", action="append", type=_parse_env_param, help="EnvParams override name=value")
+    for f in STATIC_FIELDS:
+        p.add_argument("--" + f.replace("_", "-"), dest=f, type=int, help=f"AgentConfig.{f}")
+    for f in HPARAM_FIELDS:
+        p.add_argument("--" + f.replace("_", "-"), dest=f, type=parse_list, help=f"Hparams.{f} (comma list: sweep)")
+    p.add_argument("--chunk", type=int, help="iterations per chunk (progress, metrics, checkpoint)")
+    p.add_argument("--out", help="run folder (default runs/<algo>-<env>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="greedy evaluation of a train run's last checkpoint")
+    p.add_argument("run", help="run folder written by jaxdiff-rl train")
+    p.add_argument("--steps", type=int, default=200, help="steps per environment")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", help="also write the results here")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("plot", help="mean ± std learning curves over seeds from run folders")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--metric", default="return_mean")
+    p.add_argument("--smooth", type=int, default=1, help="moving-average window in iterations")
+    p.add_argument("--out", default="curves.png")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("demo", help="D2SAC vs SAC on AIGC and DM-DDPG on msr-3 (the default job)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the demo's training length")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)

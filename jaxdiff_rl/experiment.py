@@ -1,0 +1,142 @@
+"""A training experiment described by plain data (`TrainSpec`): algorithm, environment, seeds, static settings
+and hyperparameter lists (a list with several values becomes a sweep axis). The CLI, the demo and the notebook
+build runs through it, and `run.json` stores it so `jaxdiff-rl eval` can rebuild the same program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+import envs
+from jaxdiff_rl import agents
+from jaxdiff_rl.agents import ActorConfig, AgentConfig, Hparams
+from jaxdiff_rl.runner import RunResult, run
+from jaxdiff_rl.sweep import grid, with_seeds
+from jaxdiff_rl.train import Trainer, make_trainer
+
+__all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS", "HPARAM_FIELDS"]
+
+STATIC_FIELDS = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
+                 "n_step", "learning_starts")
+HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(Hparams))
+
+
+@dataclasses.dataclass
+class TrainSpec:
+    """What to train (JSON-able).
+
+    algo: one of `agents.ALGORITHMS`; actor_kind overrides the algorithm's actor (e.g. "categorical" for the
+    discrete-SAC baseline); base: take the defaults of this algorithm (e.g. "d2sac": SAC with D2SAC's settings);
+    env: registered name; env_overrides: EnvParams fields; num_seeds, seed: runs per setting and the base seed;
+    static: AgentConfig fields from STATIC_FIELDS; hidden: actor and critic widths; diffusion_steps: T;
+    hparams: {Hparams field: value or list of values} (lists form a grid; every combination x every seed).
+    """
+
+    algo: str = "d2sac"
+    env: str = "msr-3"
+    num_seeds: int = 1
+    seed: int = 0
+    actor_kind: str | None = None
+    base: str | None = None
+    env_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    static: dict[str, int] = dataclasses.field(default_factory=dict)
+    hidden: tuple[int, ...] | None = None
+    diffusion_steps: int | None = None
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainSpec":
+        data = dict(data)
+        if data.get("hidden") is not None:
+            data["hidden"] = tuple(data["hidden"])
+        return cls(**data)
+
+
+def _config(spec: TrainSpec) -> AgentConfig:
+    unknown = set(spec.static) - set(STATIC_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
+    base = spec.base or spec.algo
+    config = agents.default_config(base, algo=spec.algo, **spec.static)
+    actor = config.actor
+    changes: dict[str, Any] = {}
+    if spec.actor_kind is not None:
+        changes["kind"] = spec.actor_kind
+    if spec.hidden is not None:
+        changes["hidden_dims"] = tuple(spec.hidden)
+    if spec.diffusion_steps is not None:
+        changes["diffusion_steps"] = spec.diffusion_steps
+    if changes:
+        actor = ActorConfig(**{**dataclasses.asdict(actor), **changes})
+    critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims
+    return config.replace(actor=actor, critic_hidden_dims=critic)
+
+
+def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, float]]]:
+    """(trainer, keys [R], hparams [R], settings) for a spec; R = num_seeds x prod(len(list values)).
+    settings[g] is the hyperparameter combination of grid point g; run r uses setting r % G, seed r // G.
+
+    Raises ValueError (unknown algorithm/env/field, values out of range) before anything compiles."""
+    if spec.num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {spec.num_seeds}")
+    config = _config(spec)
+    env, env_params = envs.make(spec.env, **spec.env_overrides)
+    unknown = set(spec.hparams) - set(HPARAM_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; valid: {list(HPARAM_FIELDS)}")
+    scalars = {k: v for k, v in spec.hparams.items() if not isinstance(v, (list, tuple))}
+    lists = {k: list(v) for k, v in spec.hparams.items() if isinstance(v, (list, tuple))}
+    base_hp = agents.default_hparams(spec.base or spec.algo, **{k: float(v) for k, v in scalars.items()})
+    hp = grid(base_hp, **lists)
+    agents.validate_hparams(hp)
+    import itertools
+
+    settings = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())] or [{}]
+    keys, hp = with_seeds(hp, spec.num_seeds, spec.seed)
+    return make_trainer(config, env, env_params), keys, hp, settings
+
+
+def train_spec(spec: TrainSpec, out_dir: str | Path | None = None, chunk_iterations: int | None = None,
+               resume: bool = False, progress: bool = True) -> RunResult:
+    """Build and run a spec (see `runner.run`); run.json records the spec."""
+    trainer, keys, hp, settings = build(spec)
+    return run(trainer, hp, keys, out_dir=out_dir, chunk_iterations=chunk_iterations, resume=resume,
+               progress=progress, description={"spec": spec.to_json(), "settings": settings})
+
+
+def evaluate_spec(trainer: Trainer, state: Any, hp: Hparams, num_steps: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """Greedy evaluation of every run of a stacked state: {metric: [R]}."""
+    runs = int(jax.tree_util.tree_leaves(hp)[0].shape[0])
+    keys = jax.random.split(jax.random.PRNGKey(seed), runs)
+    fn = jax.jit(jax.vmap(lambda s, k, h: trainer.evaluate(s, k, h, num_steps)))
+    return {k: np.asarray(v) for k, v in fn(state, keys, hp).items()}
+
+
+def load_spec(run_dir: str | Path) -> tuple[TrainSpec, dict[str, Any]]:
+    info = json.loads((Path(run_dir) / "run.json").read_text())
+    if "spec" not in info:
+        raise ValueError(f"{run_dir}/run.json has no 'spec' (not written by jaxdiff-rl train)")
+    return TrainSpec.from_json(info["spec"]), info
+
+
+def restore_state(run_dir: str | Path, trainer: Trainer, keys: jax.Array, hp: Hparams) -> Any:
+    """The last checkpointed (stacked) RunnerState of a run directory."""
+    import orbax.checkpoint as ocp
+
+    template = jax.eval_shape(jax.vmap(trainer.init), keys, hp)
+    abstract = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), template)
+    with ocp.CheckpointManager(Path(run_dir).resolve() / "checkpoints") as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise ValueError(f"{run_dir}: no checkpoint found")
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+

@@ -1,0 +1,139 @@
+"""Sweeps: seeds x a grid (or a random sample) of hyperparameters and environment parameters, run as one
+vmapped, jitted call of `train`, with the sweep axis sharded over `jax.devices()`.
+
+    hp = grid(agents.default_hparams("d2sac"), lr_actor=[1e-4, 3e-4], gamma=[0.9, 0.95])   # 4 settings
+    keys, hp = with_seeds(hp, num_seeds=8, seed=0)                                          # 32 runs
+    state, metrics = run_sweep(trainer.train, keys, hp)                                    # metrics [32, iters]
+
+On one host the runs are split over the devices with a `jax.sharding.Mesh` (axis "sweep"); the run count is
+padded up to a multiple of the device count (padding runs are dropped from the outputs). The same program spans
+hosts under `jax.distributed.initialize()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["grid", "random_search", "with_seeds", "run_sweep", "sweep_size", "unstack"]
+
+
+def _fields(obj: Any) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def grid(base: Any, **values: Sequence[float]) -> Any:
+    """Cartesian product of the listed values over a dataclass pytree (Hparams or env params).
+
+    Returns `base` with every field stacked to a leading axis of size prod(len(v)) (unlisted fields repeated),
+    in row-major order of the keyword arguments. Raises ValueError for an unknown field or an empty list."""
+    names = _fields(base)
+    for name, vals in values.items():
+        if name not in names:
+            raise ValueError(f"grid: unknown field {name!r}; valid: {names}")
+        if len(vals) == 0:
+            raise ValueError(f"grid: field {name!r} has no values")
+    combos = list(itertools.product(*values.values())) or [()]
+    columns = {name: [c[i] for c in combos] for i, name in enumerate(values)}
+    return _stack(base, columns, len(combos))
+
+
+def random_search(key: jax.Array, base: Any, num: int, **ranges: tuple) -> Any:
+    """`num` random settings: each keyword is (low, high) (uniform) or (low, high, "log") (log-uniform)."""
+    names = _fields(base)
+    columns = {}
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key))
+    for name, spec in ranges.items():
+        if name not in names:
+            raise ValueError(f"random_search: unknown field {name!r}; valid: {names}")
+        low, high, *scale = spec
+        if not low <= high:
+            raise ValueError(f"random_search: field {name!r} needs low <= high, got {spec}")
+        if scale and scale[0] == "log":
+            if low <= 0:
+                raise ValueError(f"random_search: log-uniform field {name!r} needs low > 0, got {low}")
+            columns[name] = list(np.exp(rng.uniform(np.log(low), np.log(high), num)))
+        else:
+            columns[name] = list(rng.uniform(low, high, num))
+    return _stack(base, columns, num)
+
+
+def _stack(base: Any, columns: dict[str, list], size: int) -> Any:
+    changes = {}
+    for name in _fields(base):
+        value = getattr(base, name)
+        if name in columns:
+            changes[name] = jnp.asarray(np.asarray(columns[name], np.float32))
+        elif _is_static_field(base, name):
+            continue
+        else:
+            arr = jnp.asarray(value)
+            changes[name] = jnp.broadcast_to(arr, (size, *arr.shape))
+    return base.replace(**changes)
+
+
+def _is_static_field(obj: Any, name: str) -> bool:
+    import dataclasses
+
+    field = next(f for f in dataclasses.fields(obj) if f.name == name)
+    return field.metadata.get("pytree_node", True) is False
+
+
+def sweep_size(tree: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return int(leaves[0].shape[0]) if leaves else 1
+
+
+def with_seeds(hparams: Any, num_seeds: int, seed: int = 0, env_params: Any = None):
+    """Repeat a stacked sweep (leading axis G) for `num_seeds` seeds: keys [S*G], hparams [S*G] (seed-major:
+    run i is seed i // G, setting i % G). With `env_params` (stacked [G] or None) returns it repeated too."""
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    g = sweep_size(hparams)
+    seed_keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    keys = jnp.repeat(seed_keys, g, axis=0)
+    tile = lambda x: jnp.tile(x, (num_seeds,) + (1,) * (x.ndim - 1))
+    hp = jax.tree_util.tree_map(tile, hparams)
+    if env_params is None:
+        return keys, hp
+    return keys, hp, jax.tree_util.tree_map(tile, env_params)
+
+
+def unstack(tree: Any, i: int) -> Any:
+    """Run i of a stacked pytree."""
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def run_sweep(
+    train: Callable,
+    keys: jax.Array,
+    hparams: Any,
+    env_params: Any = None,
+    devices: Sequence[Any] | None = None,
+) -> tuple[Any, Any]:
+    """`jax.vmap(train)` over runs (keys [R], hparams [R], env_params [R] or None = shared), sharded over
+    `devices` (default: all). Returns (final states, metrics), each with leading axis R."""
+    devices = list(jax.devices() if devices is None else devices)
+    runs = int(keys.shape[0])
+    if sweep_size(hparams) != runs:
+        raise ValueError(f"run_sweep: hparams have {sweep_size(hparams)} runs but keys have {runs}")
+    if env_params is not None and sweep_size(env_params) != runs:
+        raise ValueError(f"run_sweep: env_params have {sweep_size(env_params)} runs but keys have {runs}")
+    pad = (-runs) % len(devices)
+    padded = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+    args = [keys, hparams] + ([env_params] if env_params is not None else [])
+    args = jax.tree_util.tree_map(padded, args)
+    mesh = Mesh(np.asarray(devices), ("sweep",))
+    sharding = NamedSharding(mesh, PartitionSpec("sweep"))
+    args = jax.device_put(args, sharding)
+    fn = jax.vmap(train) if env_params is not None else jax.vmap(lambda k, h: train(k, h))
+    out = jax.jit(fn, out_shardings=sharding)(*args)
+    return jax.tree_util.tree_map(lambda x: x[:runs], out) if pad else out

@@ -1,0 +1,300 @@
+"""The one off-policy training loop: `make_train(config, env, env_params) -> train(key, hparams)`.
+
+A whole run is one jitted function: `lax.scan` over iterations; each iteration collects `steps_per_iter`
+vectorised steps from `num_envs` environments (`vmap`) into the device replay buffer, then runs
+`updates_per_iter` gradient updates (`lax.scan`) of the algorithm's loss. `train` is pure, so
+`jax.vmap(train)(keys, hparams)` runs a sweep over seeds and hyperparameters in one program (see `sweep.py`);
+the host runner (`runner.py`) calls `Trainer.run` in chunks for progress bars and checkpoints.
+
+Works with any environment that has the gymnax 1.x API (ours or gymnax's): discrete (`Discrete`) or continuous
+(`Box`) actions; continuous actions are produced in [-1, 1]^A and mapped affinely onto the Box.
+
+Per-iteration metrics (arrays with a leading iteration axis): `episodes` finished, `return_mean` of those
+episodes (NaN if none), `reward_mean` per step, `optimum_fraction` = sum of rewards / sum of the exact optimal
+values over the iteration's steps (where the env has `optimal_value`, else NaN), `env_steps` (cumulative),
+`updates` (cumulative), the loss metrics of the algorithm averaged over the iteration's updates (critic/actor
+loss, Q, target, entropy, alpha, per-layer gradient norms), and `updating` (1 once updates have started).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxdiff_rl import agents
+from jaxdiff_rl.agents.base import AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
+from jaxdiff_rl.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
+
+__all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite"]
+
+
+class ActionSpec(NamedTuple):
+    """Static description of an action space: discrete -> n actions; continuous -> dim, low [A], high [A]."""
+
+    discrete: bool
+    dim: int
+    obs_dim: int
+    low: Any = None
+    high: Any = None
+
+
+def action_spec(env: Any, env_params: Any) -> ActionSpec:
+    """ActionSpec of an env with the gymnax API (ours or gymnax's spaces, duck-typed)."""
+    space = env.action_space(env_params)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    obs_dim = int(np.prod(obs_shape)) if obs_shape else 1
+    if hasattr(space, "n"):
+        return ActionSpec(True, int(space.n), obs_dim)
+    shape = tuple(space.shape)
+    dim = int(np.prod(shape)) if shape else 1
+    low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1) if shape else np.asarray([space.low], np.float32)
+    high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1) if shape else np.asarray([space.high], np.float32)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(f"{type(env).__name__}: continuous agents need a bounded action Box, got low={low}, high={high}")
+    return ActionSpec(False, dim, obs_dim, tuple(low.tolist()), tuple(high.tolist()))
+
+
+@struct.dataclass
+class RunnerState:
+    """Everything a run carries between iterations (a pytree: checkpointable, vmappable).
+
+    agent: AgentState; buffer: BufferState; env_state: [N] env states; obs: [N, obs_dim] float32;
+    episode_return: [N] running returns; key: PRNG key (raw uint32 [2], checkpoint-friendly);
+    iteration, env_steps: int32 counters."""
+
+    agent: AgentState
+    buffer: BufferState
+    env_state: Any
+    obs: jax.Array
+    episode_return: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    env_steps: jax.Array
+
+
+class Trainer(NamedTuple):
+    """The pure functions of a run (all jittable, all vmappable over key/hparams/env_params).
+
+    init(key, hparams, env_params=None) -> RunnerState
+    run(state, hparams, num_iterations, env_params=None) -> (RunnerState, metrics [num_iterations])
+    train(key, hparams, env_params=None) -> (RunnerState, metrics [config.num_iterations])
+    evaluate(state, key, hparams, num_steps, env_params=None) -> dict of evaluation totals (greedy policy)
+    """
+
+    config: AgentConfig
+    spec: ActionSpec
+    init: Callable
+    run: Callable
+    train: Callable
+    evaluate: Callable
+
+
+# --- pieces of one iteration (module-level pure functions; `ctx` holds the static things) --------------------
+class _Ctx(NamedTuple):
+    config: AgentConfig
+    env: Any
+    spec: ActionSpec
+    update: Callable
+
+
+def _to_env_action(spec: ActionSpec, action: jax.Array) -> jax.Array:
+    if spec.discrete:
+        return action
+    low, high = jnp.asarray(spec.low), jnp.asarray(spec.high)
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+def _flat_obs(obs: jax.Array, num_envs: int) -> jax.Array:
+    return jnp.asarray(obs, jnp.float32).reshape(num_envs, -1)
+
+
+def _random_action(spec: ActionSpec, key: jax.Array, num_envs: int) -> jax.Array:
+    if spec.discrete:
+        return jax.random.randint(key, (num_envs,), 0, spec.dim, jnp.int32)
+    return jax.random.uniform(key, (num_envs, spec.dim), minval=-1.0, maxval=1.0)
+
+
+def _optimal_values(env: Any, env_state: Any, env_params: Any) -> jax.Array:
+    if hasattr(env, "optimal_value"):
+        return jax.vmap(env.optimal_value, in_axes=(0, None))(env_state, env_params)
+    num = jax.tree_util.tree_leaves(env_state)[0].shape[0]
+    return jnp.full((num,), jnp.nan, jnp.float32)
+
+
+def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: jax.Array):
+    """One vectorised environment step with the behaviour policy; returns the transition and step stats."""
+    rs, buffer = carry
+    config, spec = ctx.config, ctx.spec
+    n = config.num_envs
+    k_act, k_rand, k_env = jax.random.split(key, 3)
+    warmup = rs.env_steps < config.learning_starts
+    policy_action = act(k_act, config, rs.agent, rs.obs, hparams, spec.dim, spec.discrete, explore=True)
+    action = jnp.where(warmup, _random_action(spec, k_rand, n), policy_action)
+    optimum = _optimal_values(ctx.env, rs.env_state, env_params)
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
+        jax.random.split(k_env, n), rs.env_state, _to_env_action(spec, action), env_params
+    )
+    reward = jnp.asarray(reward, jnp.float32)
+    done = jnp.logical_or(terminated, truncated)
+    transition = Transition(
+        obs=rs.obs, action=action, reward=reward, next_obs=_flat_obs(info["final_observation"], n),
+        terminated=terminated, done=done,
+    )
+    running = rs.episode_return + reward
+    stats = {
+        "episodes": jnp.sum(done.astype(jnp.float32)),
+        "return_sum": jnp.sum(jnp.where(done, running, 0.0)),
+        "reward_sum": jnp.sum(reward),
+        "optimum_sum": jnp.sum(optimum),
+    }
+    rs = rs.replace(
+        env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
+        env_steps=rs.env_steps + n,
+    )
+    return (rs, buffer_add(buffer, transition)), stats
+
+
+def _gradient_step(ctx: _Ctx, hparams: Hparams, buffer: BufferState, agent: AgentState, key: jax.Array):
+    k_sample, k_update = jax.random.split(key)
+    batch = buffer_sample(buffer, k_sample, ctx.config.batch_size, ctx.config.n_step, hparams.gamma)
+    return ctx.update(k_update, ctx.config, agent, batch, hparams, ctx.spec.dim, ctx.spec.discrete)
+
+
+def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _: Any):
+    config = ctx.config
+    key, k_collect, k_update = jax.random.split(rs.key, 3)
+    (rs, buffer), stats = jax.lax.scan(
+        partial(_env_step, ctx, hparams, env_params), (rs, rs.buffer), jax.random.split(k_collect, config.steps_per_iter)
+    )
+    stored = buffer.size * config.num_envs
+    ready = (stored >= config.batch_size) & (rs.env_steps >= config.learning_starts)
+
+    def updates(agent):
+        agent, metrics = jax.lax.scan(
+            partial(_gradient_step, ctx, hparams, buffer), agent, jax.random.split(k_update, config.updates_per_iter)
+        )
+        return agent, jax.tree_util.tree_map(jnp.mean, metrics)
+
+    def no_updates(agent):
+        shapes = jax.eval_shape(updates, agent)[1]
+        return agent, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+    agent, loss_metrics = jax.lax.cond(ready, updates, no_updates, rs.agent)
+    totals = jax.tree_util.tree_map(jnp.sum, stats)
+    metrics = {
+        "episodes": totals["episodes"],
+        "return_mean": jnp.where(totals["episodes"] > 0, totals["return_sum"] / jnp.maximum(totals["episodes"], 1), jnp.nan),
+        "reward_mean": totals["reward_sum"] / (config.steps_per_iter * config.num_envs),
+        "optimum_fraction": totals["reward_sum"] / totals["optimum_sum"],
+        "env_steps": rs.env_steps,
+        "updates": agent.updates,
+        "updating": ready.astype(jnp.float32),
+        **loss_metrics,
+    }
+    rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1)
+    return rs, metrics
+
+
+# --- public -----------------------------------------------------------------------------------------------------
+def check_config_env(config: AgentConfig, spec: ActionSpec) -> None:
+    if config.family == "td3" and spec.discrete:
+        raise ValueError(f"algo={config.algo!r} needs a continuous (Box) action space; use sac or d2sac for discrete")
+    if config.actor.kind == "categorical" and not spec.discrete:
+        raise ValueError("actor.kind='categorical' needs a discrete action space")
+    if config.actor.kind == "gaussian" and spec.discrete:
+        raise ValueError("actor.kind='gaussian' needs a continuous action space (use 'categorical' or 'diffusion')")
+
+
+def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
+    """Build the pure functions of a run; validates config against the env before anything compiles."""
+    if not isinstance(config, AgentConfig):
+        raise TypeError(f"config must be an AgentConfig, got {type(config).__name__}")
+    spec = action_spec(env, env_params)
+    check_config_env(config, spec)
+    ctx = _Ctx(config, env, spec, agents.module(config.algo).update)
+    default_env_params = env_params
+
+    def init(key: jax.Array, hparams: Hparams, env_params: Any = None) -> RunnerState:
+        env_params = default_env_params if env_params is None else env_params
+        validate_hparams(hparams)
+        key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        k_agent, k_env, k_run = jax.random.split(key, 3)
+        agent = init_agent(k_agent, config, hparams, spec.obs_dim, spec.dim, spec.discrete)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, config.num_envs), env_params)
+        obs = _flat_obs(obs, config.num_envs)
+        action = jnp.zeros((config.num_envs,), jnp.int32) if spec.discrete else jnp.zeros((config.num_envs, spec.dim))
+        buffer = buffer_init(Transition(obs, action, jnp.zeros(config.num_envs), obs,
+                                        jnp.zeros(config.num_envs, bool), jnp.zeros(config.num_envs, bool)),
+                             config.buffer_size)
+        return RunnerState(agent=agent, buffer=buffer, env_state=env_state, obs=obs,
+                           episode_return=jnp.zeros(config.num_envs, jnp.float32), key=k_run,
+                           iteration=jnp.int32(0), env_steps=jnp.int32(0))
+
+    def run(state: RunnerState, hparams: Hparams, num_iterations: int, env_params: Any = None):
+        env_params = default_env_params if env_params is None else env_params
+        validate_hparams(hparams)
+        return jax.lax.scan(partial(_iteration, ctx, hparams, env_params), state, None, length=num_iterations)
+
+    def train(key: jax.Array, hparams: Hparams, env_params: Any = None):
+        return run(init(key, hparams, env_params), hparams, config.num_iterations, env_params)
+
+    def evaluate(state: RunnerState, key: jax.Array, hparams: Hparams, num_steps: int, env_params: Any = None):
+        """Greedy policy in `config.num_envs` fresh environments for `num_steps` steps: totals of finished
+        episodes' returns, rewards and optimal values."""
+        env_params = default_env_params if env_params is None else env_params
+        n = config.num_envs
+        k_reset, k_scan = jax.random.split(key)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
+
+        def body(carry, k):
+            obs, env_state, running = carry
+            k_act, k_env = jax.random.split(k)
+            a = act(k_act, config, state.agent, _flat_obs(obs, n), hparams, spec.dim, spec.discrete, explore=False)
+            optimum = _optimal_values(env, env_state, env_params)
+            obs, env_state, r, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_env, n), env_state, _to_env_action(spec, a), env_params)
+            done = term | trunc
+            running = running + r
+            out = (jnp.sum(jnp.where(done, running, 0.0)), jnp.sum(done.astype(jnp.float32)), jnp.sum(r), jnp.sum(optimum))
+            return (obs, env_state, jnp.where(done, 0.0, running)), out
+
+        _, (ret, eps, rew, opt) = jax.lax.scan(body, (obs, env_state, jnp.zeros(n)), jax.random.split(k_scan, num_steps))
+        episodes = jnp.sum(eps)
+        return {
+            "episodes": episodes,
+            "return_mean": jnp.where(episodes > 0, jnp.sum(ret) / jnp.maximum(episodes, 1), jnp.nan),
+            "reward_mean": jnp.sum(rew) / (n * num_steps),
+            "optimum_fraction": jnp.sum(rew) / jnp.sum(opt),
+        }
+
+    return Trainer(config, spec, init, run, train, evaluate)
+
+
+def make_train(config: AgentConfig, env: Any, env_params: Any) -> Callable:
+    """`train(key, hparams, env_params=None) -> (RunnerState, metrics)`: a whole run, jittable end to end."""
+    return make_trainer(config, env, env_params).train
+
+
+LOSS_KEYS = ("critic_loss", "actor_loss", "bc_loss")
+
+
+def check_finite(metrics: dict[str, Any], first_iteration: int = 0) -> None:
+    """Raise FloatingPointError naming the loss and the (0-based, global) iteration of the first NaN/inf.
+
+    `metrics` leaves: [iterations] or [runs, iterations]. Iterations before updates started are skipped."""
+    updating = np.asarray(metrics.get("updating", 1.0))
+    for name in LOSS_KEYS:
+        if name not in metrics:
+            continue
+        values = np.asarray(metrics[name], np.float64)
+        bad = ~np.isfinite(values) & (np.broadcast_to(updating, values.shape) > 0)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            it = int(idx[-1]) + first_iteration
+            where = f" (run {int(idx[0])})" if values.ndim > 1 else ""
+            raise FloatingPointError(f"{name} became {values[tuple(idx)]} at iteration {it}{where}; stopping the run")
