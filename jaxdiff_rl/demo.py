@@ -31,7 +31,7 @@ __all__ = ["run_demo", "demo_specs"]
 def demo_specs(scale: float = 1.0) -> dict[str, TrainSpec]:
     """The demo's three runs; `scale` multiplies the number of iterations."""
     it = lambda n: max(1, int(round(n * scale)))
-    aigc_static = dict(num_envs=4, steps_per_iter=100, updates_per_iter=200, num_iterations=it(40), batch_size=64,
+    aigc_static = dict(num_envs=4, steps_per_iter=100, updates_per_iter=400, num_iterations=it(60), batch_size=64,
                        buffer_size=100_000)
     common = dict(base="d2sac", env="aigc", num_seeds=2, static=aigc_static, hidden=(32, 32))
     return {
