@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxdiff-rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    p_envs = sub.add_parser("envs", help="list environments and score baseline policies (default job)")
+    p_envs = sub.add_parser("envs", help="list environments and score baseline policies")
     p_envs.add_argument("--env", nargs="+", help=f"environments (default: all of {envs.names()})")
     p_envs.add_argument("--num-envs", type=int, default=4096, help="parallel episodes per policy (default 4096)")
     p_envs.add_argument("--min-steps", type=int, default=64,
@@ -172,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["demo", *argv]
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        # invalid settings are reported before anything compiles; a NaN loss stops the run (checkpoints remain)
+        print(f"jaxdiff-rl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
