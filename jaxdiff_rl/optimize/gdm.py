@@ -51,6 +51,7 @@ class GDMConfig:
     cfg_normalize_steps: int = 5
     sampler: str = "ddpm"  # DiffSG: DDPM ancestral sampling; "ddim" (eta = 0) is deterministic given x_T
     log_x: bool = False  # condition on log1p(x) (x >= 0) before min-max scaling: for heavy-tailed instances (CO)
+    prediction: str = "eps"  # what the network predicts: "eps" (DiffSG) or "x0" (y* directly; sharp maps, see NU)
 
     def __post_init__(self) -> None:
         for name in ("x_dim", "y_dim", "num_steps", "epochs", "batch_size"):
@@ -62,7 +63,7 @@ class GDMConfig:
         make_schedule(self.schedule, self.num_steps)  # validates the name
         if self.sampler not in ("ddpm", "ddim"):
             raise ValueError(f"GDMConfig.sampler must be 'ddpm' or 'ddim', got {self.sampler!r}")
-        SamplerConfig(cfg_normalize_steps=self.cfg_normalize_steps)
+        SamplerConfig(cfg_normalize_steps=self.cfg_normalize_steps, prediction=self.prediction)
 
 
 @struct.dataclass
@@ -159,7 +160,8 @@ class GenerativeOptimizer:
             params, ema, opt_state = carry
             idx, k, step = inputs
             loss, grads = jax.value_and_grad(
-                lambda p: diffusion_loss(k, partial(self.net.apply, p), self.schedule, ys[idx], xs[idx], hparams.p_uncond)
+                lambda p: diffusion_loss(k, partial(self.net.apply, p), self.schedule, ys[idx], xs[idx], hparams.p_uncond,
+                                         prediction=c.prediction)
             )(params)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
@@ -204,6 +206,7 @@ class GenerativeOptimizer:
         cond = jnp.repeat(state.x_norm.encode(self._x_transform(x)), num_samples, axis=0)
         config = SamplerConfig(
             method=c.sampler, clip_x0=(-1.0, 1.0), clip_xt=(-1.0, 1.0), cfg_normalize_steps=c.cfg_normalize_steps,
+            prediction=c.prediction,
             return_trajectory=return_trajectory,
         )
         out = sample(key, partial(self.net.apply, params), self.schedule, (n * num_samples, c.y_dim), cond, config,

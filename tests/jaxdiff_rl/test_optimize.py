@@ -75,6 +75,8 @@ def test_vmap_over_seeds_and_hparams():
 def test_bad_input():
     with pytest.raises(ValueError, match="num_steps"):
         GDMConfig(x_dim=4, y_dim=3, num_steps=0)
+    with pytest.raises(ValueError, match="prediction"):
+        GDMConfig(x_dim=4, y_dim=3, prediction="v")
     with pytest.raises(ValueError, match="unknown schedule"):
         GDMConfig(x_dim=4, y_dim=3, schedule="sigmoid")
     opt = GenerativeOptimizer(GDMConfig(x_dim=4, y_dim=3, batch_size=8, epochs=1, hidden_dims=(8,)))
