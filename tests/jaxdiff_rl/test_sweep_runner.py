@@ -75,7 +75,7 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_vmap(tmp_path):
 
 
 TRAIN_ARGS = ["-m", "jaxdiff_rl.cli", "train", "--algo", "ddpg", "--env", "msr-3", "--seeds", "2", "--hidden", "16",
-              "--num-envs", "8", "--steps-per-iter", "4", "--updates-per-iter", "64", "--batch-size", "64",
+              "--num-envs", "8", "--steps-per-iter", "4", "--updates-per-iter", "32", "--batch-size", "64",
               "--buffer-size", "4096", "--num-iterations", "120", "--chunk", "6", "--no-progress"]
 
 
