@@ -6,6 +6,7 @@ build runs through it, and `run.json` stores it so `jaxdiff-rl eval` can rebuild
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents import ActorConfig, AgentConfig, Hparams
-from jaxdiff_rl.runner import RunResult, run
+from jaxdiff_rl.runner import RunResult, restore_latest, run
 from jaxdiff_rl.sweep import grid, with_seeds
 from jaxdiff_rl.train import Trainer, make_trainer
 
@@ -98,8 +99,6 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     base_hp = agents.default_hparams(spec.base or spec.algo, **{k: float(v) for k, v in scalars.items()})
     hp = grid(base_hp, **lists)
     agents.validate_hparams(hp)
-    import itertools
-
     settings = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())] or [{}]
     keys, hp = with_seeds(hp, spec.num_seeds, spec.seed)
     return make_trainer(config, env, env_params), keys, hp, settings
@@ -132,11 +131,9 @@ def restore_state(run_dir: str | Path, trainer: Trainer, keys: jax.Array, hp: Hp
     """The last checkpointed (stacked) RunnerState of a run directory."""
     import orbax.checkpoint as ocp
 
-    template = jax.eval_shape(jax.vmap(trainer.init), keys, hp)
-    abstract = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), template)
     with ocp.CheckpointManager(Path(run_dir).resolve() / "checkpoints") as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise ValueError(f"{run_dir}: no checkpoint found")
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = restore_latest(manager, jax.eval_shape(jax.vmap(trainer.init), keys, hp))
+    if restored is None:
+        raise ValueError(f"{run_dir}: no checkpoint found")
+    return restored[1]
 

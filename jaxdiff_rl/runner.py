@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from jaxdiff_rl.sweep import sweep_size
 from jaxdiff_rl.train import RunnerState, Trainer, check_finite
 
-__all__ = ["RunResult", "run", "read_metrics"]
+__all__ = ["RunResult", "run", "read_metrics", "restore_latest"]
 
 
 @dataclass
@@ -70,6 +70,16 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
             if r.get(n) is not None:
                 out[n][r["run"], r["iteration"]] = r[n]
     return out
+
+
+def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[int, Any] | None:
+    """(step, state) of the latest checkpoint, restored with the shapes and dtypes of `template` (arrays or
+    ShapeDtypeStructs), or None when there is no checkpoint."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
+    return int(step), manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
@@ -135,10 +145,9 @@ def run(
             out / "checkpoints",
             options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
         )
-        if resume and manager.latest_step() is not None:
-            done = int(manager.latest_step())
-            abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-            state = manager.restore(done, args=ocp.args.StandardRestore(abstract))
+        restored = restore_latest(manager, state) if resume else None
+        if restored is not None:
+            done, state = restored
             _truncate_metrics(metrics_path, done)
         else:
             metrics_path.write_text("")

@@ -12,6 +12,7 @@ hosts under `jax.distributed.initialize()`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,8 +26,6 @@ __all__ = ["grid", "random_search", "with_seeds", "run_sweep", "sweep_size", "un
 
 
 def _fields(obj: Any) -> list[str]:
-    import dataclasses
-
     return [f.name for f in dataclasses.fields(obj)]
 
 
@@ -81,8 +80,6 @@ def _stack(base: Any, columns: dict[str, list], size: int) -> Any:
 
 
 def _is_static_field(obj: Any, name: str) -> bool:
-    import dataclasses
-
     field = next(f for f in dataclasses.fields(obj) if f.name == name)
     return field.metadata.get("pytree_node", True) is False
 

@@ -14,7 +14,6 @@ import dataclasses
 import math
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -151,9 +150,6 @@ class Hparams:
     bc_weight: Any = 0.0
     target_entropy_scale: Any = 0.5
 
-    def replace(self, **changes: Any) -> "Hparams":  # (flax provides it; declared for type checkers)
-        return dataclasses.replace(self, **changes)
-
 
 _RANGES = {
     "lr_actor": (0.0, math.inf), "lr_critic": (0.0, math.inf), "lr_alpha": (0.0, math.inf),
@@ -228,14 +224,6 @@ def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
         norms[f"{prefix}/{layer}"] = norms.get(f"{prefix}/{layer}", 0.0) + jnp.sum(jnp.square(leaf))
     return {k: jnp.sqrt(v) for k, v in norms.items()}
 
-
-def global_norm(grads: Any) -> jax.Array:
-    return optax.global_norm(grads)
-
-
-def assert_batch(obs: jax.Array, obs_dim: int) -> None:
-    chex.assert_rank(obs, 2)
-    chex.assert_axis_dimension(obs, 1, obs_dim)
 
 
 # --- shared init / act ----------------------------------------------------------------------------------------
