@@ -48,9 +48,31 @@ def gdm_config(problem: str, train: dict, epochs: int, hidden: tuple[int, ...], 
                      batch_size=min(512, train["x"].shape[0]), **kw)
 
 
-def train_gdm_seeds(problem: str, train: dict, config: GDMConfig, hparams: GDMHparams, seeds: int):
-    """Train `seeds` models in one vmapped call; returns (optimizer, stacked states, losses [seeds, epochs], s)."""
-    opt = GenerativeOptimizer(config)
+TERMS = ("none", "objective", "constraint", "both")
+
+
+def condition_terms(problem: str, which: str):
+    """DiffSG Fig. 3: the objective value f(x, repair(x, y)) and/or the constraint term ||y - repair(x, y)||^2 (the
+    penalty of the Lagrangian relaxation, as in the GD baseline) of the current solution, appended to the condition.
+    Returns (terms_fn or None, number of terms)."""
+    if which not in TERMS:
+        raise ValueError(f"condition terms must be one of {TERMS}, got {which!r}")
+    if which == "none":
+        return None, 0
+    f, r = objective_fn(problem), repair_fn(problem)
+
+    def terms(x, y):
+        feasible = r(x, y)
+        parts = {"objective": f(x, feasible), "constraint": jnp.sum((y - feasible) ** 2)}
+        return jnp.stack([parts[k] for k in (("objective", "constraint") if which == "both" else (which,))])
+
+    return terms, 2 if which == "both" else 1
+
+
+def train_gdm_seeds(problem: str, train: dict, config: GDMConfig, hparams: GDMHparams, seeds: int, terms=None):
+    """Train `seeds` models in one vmapped call; returns (optimizer, stacked states, losses [seeds, epochs], s).
+    `terms`: optional condition-terms function (see `condition_terms`; `config.num_terms` must match)."""
+    opt = GenerativeOptimizer(config, condition_terms=terms)
     x, y = jnp.asarray(train["x"]), jnp.asarray(train["y"])
     t0 = time.perf_counter()
     states, losses = jax.vmap(lambda k: opt._train(k, x, y, hparams))(jax.random.split(jax.random.key(42), seeds))

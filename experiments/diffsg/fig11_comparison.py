@@ -8,7 +8,8 @@ CO, MSR-3, MSR-80 and NU, against the exact optima of the wireless-suite solvers
 GDM is evaluated twice from the same trained models (guidance only acts at sampling time): with the paper's
 w = 500 (normalisation in the first 5 steps) and with w = 4.
 
-Writes results/fig11.json, results/fig11.csv and fig11.png next to this file.
+Writes results/fig11_<tag>.json / .csv and fig11_<tag>.png next to this file; problems run separately at the same
+settings are merged into one table.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ def main() -> None:
         print(f"{problem:7s} {row}  (GDM train {res['gdm_train_s_all_seeds']:.0f}s for {settings['seeds']} seeds, "
               f"{res['gdm_latency_ms_per_solution']:.3f} ms/solution)", flush=True)
     tag = "quick" if args.quick else "medium" if args.medium else "full"
+    # merge with the problems of an earlier run at the same settings (each problem is an independent run)
+    previous = HERE / "results" / f"fig11_{tag}.json"
+    if previous.exists():
+        import json
+
+        old = json.loads(previous.read_text())
+        if old.get("settings") == json.loads(json.dumps(settings)):
+            ran = {r["problem"] for r in results}
+            results = [r for r in old["results"] if r["problem"] not in ran] + results
+            results.sort(key=lambda r: PROBLEMS.index(r["problem"]))
     write_json(HERE / "results" / f"fig11_{tag}.json", {"settings": settings, "results": results})
     with open(HERE / "results" / f"fig11_{tag}.csv", "w", newline="") as fh:
         w = csv.writer(fh)

@@ -52,12 +52,15 @@ class GDMConfig:
     sampler: str = "ddpm"  # DiffSG: DDPM ancestral sampling; "ddim" (eta = 0) is deterministic given x_T
     log_x: bool = False  # condition on log1p(x) (x >= 0) before min-max scaling: for heavy-tailed instances (CO)
     prediction: str = "eps"  # what the network predicts: "eps" (DiffSG) or "x0" (y* directly; sharp maps, see NU)
+    num_terms: int = 0  # width of `condition_terms(x, y_t)` appended to the condition (DiffSG Fig. 3); 0 = none
 
     def __post_init__(self) -> None:
         for name in ("x_dim", "y_dim", "num_steps", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"GDMConfig.{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.num_terms, bool) or not isinstance(self.num_terms, (int, np.integer)) or self.num_terms < 0:
+            raise ValueError(f"GDMConfig.num_terms must be an integer >= 0, got {self.num_terms!r}")
         if not all(0.0 < m < 1.0 for m in self.milestones):
             raise ValueError(f"GDMConfig.milestones must be fractions in (0, 1), got {self.milestones}")
         make_schedule(self.schedule, self.num_steps)  # validates the name
@@ -102,6 +105,11 @@ class GDMState:
     ema_params: Any
     x_norm: Normalizer
     y_norm: Normalizer
+    terms_norm: Normalizer | None = None  # scaling of the signed-log condition terms (None without terms)
+
+
+def _signed_log(v: jax.Array) -> jax.Array:
+    return jnp.sign(v) * jnp.log1p(jnp.abs(v))
 
 
 def _check_data(config: GDMConfig, x: Any, y: Any) -> None:
@@ -115,17 +123,53 @@ def _check_data(config: GDMConfig, x: Any, y: Any) -> None:
 
 
 class GenerativeOptimizer:
-    """See the module docstring. Stateless: all state is in `GDMState`."""
+    """See the module docstring. Stateless: all state is in `GDMState`.
 
-    def __init__(self, config: GDMConfig):
+    `condition_terms(x [x_dim], y [y_dim]) -> [num_terms]` (optional, needs `GDMConfig.num_terms`): features of the
+    current noisy solution appended to the condition at every denoising step, in training and in sampling alike
+    (DiffSG Fig. 3 puts the objective value and the Lagrangian constraint value of the solution in the condition).
+    They are computed on y_t mapped back to data units, passed through sign(v) log(1 + |v|) (objective values span
+    decades), scaled by their range on the training pairs (x, y*) and clipped to [-3, 3]. The null condition of
+    classifier-free guidance drops them together with x."""
+
+    def __init__(self, config: GDMConfig, condition_terms: Callable[[jax.Array, jax.Array], jax.Array] | None = None):
+        if (condition_terms is None) != (config.num_terms == 0):
+            raise ValueError(
+                f"condition_terms and GDMConfig.num_terms go together: got num_terms={config.num_terms} and "
+                f"condition_terms={'a function' if condition_terms is not None else None}"
+            )
         self.config = config
+        self.condition_terms = condition_terms
         self.net = Denoiser(
-            out_dim=config.y_dim, cond_dim=config.x_dim, hidden_dims=config.hidden_dims, activation=config.activation
+            out_dim=config.y_dim, cond_dim=config.x_dim + config.num_terms, hidden_dims=config.hidden_dims,
+            activation=config.activation,
         )
         self.schedule = make_schedule(config.schedule, config.num_steps)
 
     def _x_transform(self, x: jax.Array) -> jax.Array:
         return jnp.log1p(jnp.maximum(x, 0.0)) if self.config.log_x else x
+
+    def _x_untransform(self, x: jax.Array) -> jax.Array:
+        return jnp.expm1(x) if self.config.log_x else x
+
+    def _raw_terms(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        """Signed-log condition terms [B, num_terms] of raw instances x [B, x_dim] and solutions y [B, y_dim]."""
+        terms = jax.vmap(self.condition_terms)(x, y).reshape(x.shape[0], self.config.num_terms)
+        return _signed_log(terms)
+
+    def _model_fn(self, params: Any, state: GDMState) -> Callable:
+        """The network as the samplers' `model_fn(x_t, t, cond, use_cond)`; cond is the scaled x [B, x_dim], to which
+        the condition terms of y_t are appended when the optimizer has them."""
+        if self.condition_terms is None:
+            return partial(self.net.apply, params)
+
+        def model_fn(x_t, t, cond, use_cond=None):
+            x_raw = self._x_untransform(state.x_norm.decode(cond))
+            y_raw = state.y_norm.decode(jnp.clip(x_t, -1.0, 1.0))
+            terms = jnp.clip(state.terms_norm.encode(self._raw_terms(x_raw, y_raw)), -3.0, 3.0)
+            return self.net.apply(params, x_t, t, jnp.concatenate([cond, terms], axis=-1), use_cond)
+
+        return model_fn
 
     # --- training ----------------------------------------------------------------------------------------------------
     def _optimizer(self, hp: GDMHparams, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -136,8 +180,13 @@ class GenerativeOptimizer:
 
     def init(self, key: jax.Array, x: jax.Array, y: jax.Array) -> GDMState:
         c = self.config
-        params = self.net.init(key, jnp.zeros((1, c.y_dim)), jnp.zeros(1, jnp.int32), jnp.zeros((1, c.x_dim)))
-        return GDMState(params=params, ema_params=params, x_norm=Normalizer.fit(x), y_norm=Normalizer.fit(y))
+        cond = jnp.zeros((1, c.x_dim + c.num_terms))
+        params = self.net.init(key, jnp.zeros((1, c.y_dim)), jnp.zeros(1, jnp.int32), cond)
+        terms_norm = None
+        if self.condition_terms is not None:
+            terms_norm = Normalizer.fit(self._raw_terms(self._x_untransform(x), y))
+        return GDMState(params=params, ema_params=params, x_norm=Normalizer.fit(x), y_norm=Normalizer.fit(y),
+                        terms_norm=terms_norm)
 
     def train(self, key: jax.Array, x: jax.Array, y: jax.Array, hparams: GDMHparams) -> tuple[GDMState, jax.Array]:
         """Train on pairs (x [n, x_dim], y* [n, y_dim]); returns (state, per-epoch mean loss [epochs]).
@@ -160,7 +209,7 @@ class GenerativeOptimizer:
             params, ema, opt_state = carry
             idx, k, step = inputs
             loss, grads = jax.value_and_grad(
-                lambda p: diffusion_loss(k, partial(self.net.apply, p), self.schedule, ys[idx], xs[idx], hparams.p_uncond,
+                lambda p: diffusion_loss(k, self._model_fn(p, state), self.schedule, ys[idx], xs[idx], hparams.p_uncond,
                                          prediction=c.prediction)
             )(params)
             updates, opt_state = opt.update(grads, opt_state, params)
@@ -209,7 +258,7 @@ class GenerativeOptimizer:
             prediction=c.prediction,
             return_trajectory=return_trajectory,
         )
-        out = sample(key, partial(self.net.apply, params), self.schedule, (n * num_samples, c.y_dim), cond, config,
+        out = sample(key, self._model_fn(params, state), self.schedule, (n * num_samples, c.y_dim), cond, config,
                      cfg_weight=hparams.cfg_weight)
         if not return_trajectory:
             return state.y_norm.decode(out).reshape(n, num_samples, c.y_dim)
