@@ -77,47 +77,17 @@ def matmul_ceiling(batch: int, flops: float, repeats: int) -> float:
 def torch_sampler(batch: int, steps: int, repeats: int) -> float | None:
     try:
         import torch
-        import torch.nn as tnn
+
+        from benchmarks.torch_reference.nets import Denoiser, VPSchedule, ddpm_sample
     except ImportError:
         return None
 
-    class SinusoidalPosEmb(tnn.Module):
-        def forward(self, t):
-            half = TIME // 2
-            freqs = torch.exp(-math.log(10000.0) / (half - 1) * torch.arange(half, dtype=torch.float32))
-            args = t.float()[:, None] * freqs[None]
-            return torch.cat([args.sin(), args.cos()], dim=-1)
-
-    class TorchDenoiser(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.time = tnn.Sequential(SinusoidalPosEmb(), tnn.Linear(TIME, 2 * TIME), tnn.Mish(), tnn.Linear(2 * TIME, TIME))
-            layers, width_in = [], ACTION + TIME + STATE
-            for _ in range(DEPTH):
-                layers += [tnn.Linear(width_in, WIDTH), tnn.Mish()]
-                width_in = WIDTH
-            self.mid = tnn.Sequential(*layers, tnn.Linear(WIDTH, ACTION))
-
-        def forward(self, x, t, s):
-            return self.mid(torch.cat([x, self.time(t), s], dim=-1))
-
-    sch = make_schedule("vp", steps)
-    c1, c2 = (torch.tensor(np.asarray(a)) for a in (sch.posterior_mean_coef1, sch.posterior_mean_coef2))
-    r1, rm1 = (torch.tensor(np.asarray(a)) for a in (sch.sqrt_recip_alpha_bars, sch.sqrt_recipm1_alpha_bars))
-    std = torch.tensor(np.exp(0.5 * np.asarray(sch.posterior_log_variance_clipped)))
-    model = TorchDenoiser().eval()
-    state = torch.randn(batch, STATE)
+    model = Denoiser(ACTION, STATE, (WIDTH,) * DEPTH, TIME, out_tanh=False).eval()
+    schedule, state = VPSchedule(steps), torch.randn(batch, STATE)
 
     @torch.no_grad()
     def run():
-        x = torch.randn(batch, ACTION)
-        for t in range(steps - 1, -1, -1):
-            tt = torch.full((batch,), t, dtype=torch.long)
-            eps = model(x, tt, state)
-            x0 = r1[t] * x - rm1[t] * eps
-            mean = c1[t] * x0 + c2[t] * x
-            x = mean + (std[t] * torch.randn_like(x) if t > 0 else 0.0)
-        return x
+        return ddpm_sample(model, schedule, state, ACTION, clip=False)
 
     run()
     return best_time(run, repeats)

@@ -17,31 +17,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
-import time
+import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-import envs
-from jaxdiff_rl import agents
-from jaxdiff_rl.agents import ActorConfig
-from jaxdiff_rl.agents.sac import update as sac_update
-from jaxdiff_rl.buffer import buffer_sample
-from jaxdiff_rl.train import make_trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import envs  # noqa: E402
+from benchmarks.common import best_time, machine_info, matmul_ceiling, update_flops  # noqa: E402
+from jaxdiff_rl import agents  # noqa: E402
+from jaxdiff_rl.agents.sac import update as sac_update  # noqa: E402
+from jaxdiff_rl.buffer import buffer_sample  # noqa: E402
+from jaxdiff_rl.train import make_trainer  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "sweep_speedup.json"
-
-
-def best(fn, repeats: int = 2) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def compare(config, env, params, hp, seeds: int, repeats: int) -> dict:
@@ -49,8 +39,8 @@ def compare(config, env, params, hp, seeds: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     single = jax.jit(trainer.train).lower(keys[0], hp).compile()
     batched = jax.jit(jax.vmap(trainer.train, in_axes=(0, None))).lower(keys, hp).compile()
-    t_seq = best(lambda: [single(keys[i], hp) for i in range(seeds)], repeats)
-    t_vmap = best(lambda: batched(keys, hp), repeats)
+    t_seq = best_time(lambda: [single(keys[i], hp) for i in range(seeds)], repeats)
+    t_vmap = best_time(lambda: batched(keys, hp), repeats)
     updates = seeds * config.num_iterations * config.updates_per_iter
     steps = seeds * config.total_env_steps
     return {
@@ -60,20 +50,6 @@ def compare(config, env, params, hp, seeds: int, repeats: int) -> dict:
         "vmapped_seed_updates_per_s": updates / t_vmap, "sequential_seed_updates_per_s": updates / t_seq,
         "vmapped_env_steps_per_s": steps / t_vmap, "sequential_env_steps_per_s": steps / t_seq,
     }
-
-
-def _mlp_flops(dims: list[int]) -> int:
-    return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
-
-
-def analytic_update_flops(config, obs_dim: int, action_dim: int) -> float:
-    """Matmul FLOPs of one discrete D2SAC update (batch B, T denoising steps, 2 critics), backward = 2x forward:
-    target chain (T actor forwards) + target critics + critic fwd/bwd + actor chain fwd/bwd + online critics."""
-    t, b = config.actor.diffusion_steps, config.batch_size
-    actor = _mlp_flops([action_dim + config.actor.time_dim + obs_dim, *config.actor.hidden_dims, action_dim])
-    critic = 2 * _mlp_flops([obs_dim, *config.critic_hidden_dims, action_dim])
-    per_sample = t * actor + critic + 3 * critic + 3 * t * actor + critic
-    return float(b * per_sample)
 
 
 def utilisation(config, env, params, hp, repeats: int) -> dict:
@@ -92,18 +68,12 @@ def utilisation(config, env, params, hp, repeats: int) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     xla_flops = float(cost["flops"])
-    flops = analytic_update_flops(config, spec.obs_dim, spec.dim)
-    t_update = best(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats + 3)
-    # ceiling: a chain of [512, 256] x [256, 256] matmuls with the same FLOPs, one jitted program
-    per = 2 * 512 * 256 * 256
-    n = max(1, int(round(flops / per)))
-    w = jax.random.normal(jax.random.PRNGKey(2), (256, 256)) / 16.0
-    x = jax.random.normal(jax.random.PRNGKey(3), (512, 256))
-    chain = jax.jit(lambda x: jax.lax.fori_loop(0, n, lambda i, h: h @ w, x))
-    chain(x).block_until_ready()
-    t_chain = best(lambda: chain(x), repeats + 3)
-    return {"update_gflop": flops / 1e9, "xla_counted_gflop": xla_flops / 1e9, "update_s": t_update, "update_gflops_per_s": flops / t_update / 1e9,
-            "ceiling_gflops_per_s": n * per / t_chain / 1e9, "utilisation": (flops / t_update) / (n * per / t_chain)}
+    flops = update_flops(config, spec.obs_dim, spec.dim, spec.discrete)
+    t_update = best_time(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats + 3)
+    ceiling = matmul_ceiling(flops, repeats + 3)
+    return {"update_gflop": flops / 1e9, "xla_counted_gflop": xla_flops / 1e9, "update_s": t_update,
+            "update_gflops_per_s": flops / t_update / 1e9, "ceiling_gflops_per_s": ceiling / 1e9,
+            "utilisation": (flops / t_update) / ceiling}
 
 
 def main() -> None:
@@ -142,8 +112,7 @@ def main() -> None:
     if not args.quick:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({
-            "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": str(jax.devices()[0]),
-                        "jax": jax.__version__},
+            "machine": machine_info(),
             "small": res_small, "reference": res_ref, "utilisation": util,
         }, indent=1))
         print(f"wrote {OUT}")

@@ -16,7 +16,6 @@ Schedules (all return betas in (0, 1), shape [T]):
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp

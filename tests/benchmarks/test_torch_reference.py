@@ -1,0 +1,60 @@
+"""The PyTorch reference of benchmarks/train_speed.py computes what jaxdiff-rl computes: same VP schedule, same
+water-filling optimum, same n-step targets. Skipped unless the `torch` extra is installed."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import envs  # noqa: E402
+from benchmarks.torch_reference.buffer import ReplayBuffer  # noqa: E402
+from benchmarks.torch_reference.envs_numpy import MSREnv  # noqa: E402
+from benchmarks.torch_reference.nets import VPSchedule  # noqa: E402
+from jaxdiff_rl.buffer import Transition, buffer_add, buffer_init, buffer_sample  # noqa: E402
+from jaxdiff_rl.diffusion import make_schedule  # noqa: E402
+
+
+def test_vp_schedule_matches():
+    ref, ours = VPSchedule(5), make_schedule("vp", 5)
+    np.testing.assert_allclose(ref.coef1, ours.posterior_mean_coef1, rtol=1e-6)
+    np.testing.assert_allclose(ref.coef2, ours.posterior_mean_coef2, rtol=1e-6)
+    np.testing.assert_allclose(ref.std, np.exp(0.5 * np.asarray(ours.posterior_log_variance_clipped)), rtol=1e-6)
+    np.testing.assert_allclose(ref.sqrt_recipm1_abar, ours.sqrt_recipm1_alpha_bars, rtol=1e-6)
+
+
+def test_msr_optimum_is_water_filling():
+    env = MSREnv(np.random.default_rng(0))
+    env.reset()
+    gains = np.asarray(env.loop.gains)
+    powers = envs.msr.water_filling(jnp.asarray(gains), 1.0, 20.0)
+    assert env.optimum() == pytest.approx(float(envs.msr.sum_rate(powers, jnp.asarray(gains), 1.0)), rel=1e-5)
+
+
+def test_nstep_targets_match_the_jax_buffer():
+    """Fill both buffers with the same transitions (episodes ending at random), sample every (row, lane) by
+    forcing the indices, and compare returns, bootstrap observations and discounts."""
+    rng = np.random.default_rng(1)
+    rows, lanes, obs_dim, n, gamma = 12, 3, 2, 3, 0.9
+    ref = ReplayBuffer(rows * lanes, lanes, obs_dim, (), True)
+    example = Transition(obs=jnp.zeros(obs_dim), action=jnp.int32(0), reward=jnp.float32(0),
+                         next_obs=jnp.zeros(obs_dim), terminated=jnp.bool_(False), done=jnp.bool_(False))
+    ours = buffer_init(jax.tree_util.tree_map(lambda a: jnp.stack([a] * lanes), example), rows * lanes)
+    for _ in range(rows + 4):  # wraps around
+        obs, nxt = rng.normal(size=(lanes, obs_dim)), rng.normal(size=(lanes, obs_dim))
+        act, rew, term = rng.integers(0, 4, lanes), rng.normal(size=lanes), rng.random(lanes) < 0.3
+        ref.add(obs, act, rew, nxt, term)
+        ours = buffer_add(ours, Transition(obs=jnp.asarray(obs, jnp.float32), action=jnp.asarray(act, jnp.int32),
+                                           reward=jnp.asarray(rew, jnp.float32), next_obs=jnp.asarray(nxt, jnp.float32),
+                                           terminated=jnp.asarray(term), done=jnp.asarray(term)))
+    torch.manual_seed(0)
+    got = ref.sample(4096, n, gamma)
+    # every sampled (obs, G, next, discount) tuple must be one the JAX buffer produces
+    theirs = buffer_sample(ours, jax.random.key(0), 4096, n, gamma)
+    key = lambda o, g, x, d: (tuple(np.round(o, 5)), round(float(g), 4), tuple(np.round(x, 5)), round(float(d), 4))
+    jax_set = {key(*t) for t in zip(np.asarray(theirs.obs), np.asarray(theirs.reward), np.asarray(theirs.next_obs),
+                                    np.asarray(theirs.discount))}
+    ref_set = {key(*t) for t in zip(got[0].numpy(), got[2].numpy(), got[3].numpy(), got[4].numpy())}
+    assert len(ref_set) == rows * lanes and ref_set == jax_set
