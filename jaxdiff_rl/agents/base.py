@@ -23,7 +23,7 @@ from flax import struct
 from jaxdiff_rl.agents.networks import ActorConfig
 
 __all__ = ["ALGORITHMS", "AgentConfig", "Hparams", "AgentState", "adam_step", "polyak", "layer_grad_norms",
-           "validate_hparams"]
+           "validate_hparams", "q_taken", "critic_step"]
 
 #: algorithm name -> family (the loss it uses); the diffusion versions differ from their parents only in the actor
 ALGORITHMS = {
@@ -224,6 +224,27 @@ def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
         norms[f"{prefix}/{layer}"] = norms.get(f"{prefix}/{layer}", 0.0) + jnp.sum(jnp.square(leaf))
     return {k: jnp.sqrt(v) for k, v in norms.items()}
 
+
+
+def q_taken(q: jax.Array, action: jax.Array, discrete: bool) -> jax.Array:
+    """Q of the taken action: q [C, B, A] with action [B] int -> [C, B]; continuous q is already [C, B]."""
+    if not discrete:
+        return q
+    return jnp.take_along_axis(q, action[None, :, None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def critic_step(critic_net: Any, state: "AgentState", batch: Any, y: jax.Array, hparams: Hparams, discrete: bool):
+    """One Adam step of the critics on sum_i MSE(Q_i(s, a), y) (y [B], already stop-gradient'ed), shared by every
+    algorithm. Returns (critic params, critic opt state, loss, Q of the taken actions [C, B], gradients)."""
+
+    def loss_fn(params):
+        q_all = critic_net.apply(params, batch.obs) if discrete else critic_net.apply(params, batch.obs, batch.action)
+        q = q_taken(q_all, batch.action, discrete)
+        return jnp.sum(jnp.mean((q - y[None]) ** 2, axis=-1)), q
+
+    (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic)
+    critic, critic_opt = adam_step(state.critic, grads, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    return critic, critic_opt, loss, q, grads
 
 
 # --- shared init / act ----------------------------------------------------------------------------------------

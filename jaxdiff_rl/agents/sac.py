@@ -29,6 +29,7 @@ from jaxdiff_rl.agents.base import (
     AgentState,
     Hparams,
     adam_step,
+    critic_step,
     layer_grad_norms,
     make_critic,
     polyak,
@@ -56,13 +57,6 @@ def target_entropy(config: AgentConfig, hparams: Hparams, action_dim: int, discr
     if discrete:
         return hparams.target_entropy_scale * jnp.float32(math.log(action_dim))
     return jnp.float32(-action_dim)
-
-
-def _q_taken(q: jax.Array, action: jax.Array, discrete: bool) -> jax.Array:
-    """Q of the taken action: q [C, B, A] with action [B] int -> [C, B]; continuous q is already [C, B]."""
-    if not discrete:
-        return q
-    return jnp.take_along_axis(q, action[None, :, None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def _entropy(probs: jax.Array) -> jax.Array:
@@ -96,13 +90,7 @@ def update(
         v_next = q_next - (ent_w * nxt.log_prob if nxt.log_prob is not None else 0.0)
     y = jax.lax.stop_gradient(batch.reward + batch.discount * v_next)
 
-    def critic_loss_fn(params):
-        q_all = critic_net.apply(params, batch.obs) if discrete else critic_net.apply(params, batch.obs, batch.action)
-        q = _q_taken(q_all, batch.action, discrete)  # [C, B]
-        return jnp.sum(jnp.mean((q - y[None]) ** 2, axis=-1)), q
-
-    (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic)
-    critic, critic_opt = adam_step(state.critic, critic_grads, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    critic, critic_opt, critic_loss, q, critic_grads = critic_step(critic_net, state, batch, y, hparams, discrete)
 
     # ---- actor (against the online critics before this update's step, as in the reference implementations)
     def actor_loss_fn(params):

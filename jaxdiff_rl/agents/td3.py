@@ -23,6 +23,7 @@ from jaxdiff_rl.agents.base import (
     AgentState,
     Hparams,
     adam_step,
+    critic_step,
     layer_grad_norms,
     make_critic,
     polyak,
@@ -72,12 +73,7 @@ def update(
     q_next = jnp.min(critic_net.apply(state.target_critic, batch.next_obs, next_action), axis=0)
     y = jax.lax.stop_gradient(batch.reward + batch.discount * q_next)
 
-    def critic_loss_fn(params):
-        q = critic_net.apply(params, batch.obs, batch.action)  # [C, B]
-        return jnp.sum(jnp.mean((q - y[None]) ** 2, axis=-1)), q
-
-    (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic)
-    critic, critic_opt = adam_step(state.critic, critic_grads, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    critic, critic_opt, critic_loss, q, critic_grads = critic_step(critic_net, state, batch, y, hparams, False)
 
     def actor_loss_fn(params):
         action = actor_forward(config.actor, params, k_pi, batch.obs, action_dim, False).action
