@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 from pathlib import Path
@@ -24,14 +23,9 @@ from typing import Sequence
 import jax
 
 import envs
-from jaxdiff_rl.rollout import timed_rollout
+from jaxdiff_rl.rollout import episode_steps, timed_rollout
 
 __all__ = ["main", "run_envs_job"]
-
-
-def _rollout_steps(env: envs.Environment, params, min_steps: int) -> int:
-    """Scan length that contains (almost surely) one whole episode per lane, and at least `min_steps`."""
-    return max(min_steps, math.ceil(1.15 * env.expected_episode_length(params)))
 
 
 def run_envs_job(
@@ -49,7 +43,7 @@ def run_envs_job(
     bar = tqdm(tasks, desc="rollouts", unit="policy", disable=not show_progress, file=sys.stderr)
     for name, env, params, policy_name, policy in bar:
         bar.set_postfix_str(f"{name}/{policy_name}")
-        steps = _rollout_steps(env, params, min_steps)
+        steps = episode_steps(env, params, min_steps)
         result = timed_rollout(env, params, policy, jax.random.key(seed), num_envs, steps)
         rows.append(
             dict(

@@ -22,7 +22,7 @@ import numpy as np
 
 import envs
 from jaxdiff_rl.experiment import TrainSpec, build, evaluate_spec
-from jaxdiff_rl.rollout import rollout
+from jaxdiff_rl.rollout import baseline_rollouts
 from jaxdiff_rl.runner import run
 
 __all__ = ["run_demo", "demo_specs"]
@@ -49,12 +49,8 @@ def demo_specs(scale: float = 1.0) -> dict[str, TrainSpec]:
 def _baselines(name: str, episodes: int = 16) -> dict[str, tuple[float, float]]:
     """(mean episode return, mean reward per step) of each baseline policy of an environment."""
     env, params = envs.make(name)
-    steps = int(1.2 * env.expected_episode_length(params)) if name == "aigc" else 64
-    out = {}
-    for policy, fn in env.policies().items():
-        stats = rollout(env, params, fn, jax.random.key(11), episodes, steps)
-        out[policy] = (stats.mean_return, float(stats.reward_sum) / (episodes * steps))
-    return out
+    runs = baseline_rollouts(env, params, jax.random.key(11), episodes, min_steps=64)
+    return {policy: (r.stats.mean_return, float(r.stats.reward_sum / r.stats.steps)) for policy, r in runs.items()}
 
 
 def run_demo(out: Path, scale: float = 1.0, progress: bool = True) -> dict:

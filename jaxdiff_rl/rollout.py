@@ -5,6 +5,7 @@ Used to score baseline policies (random, heuristics, exact optima) and, later, t
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -16,7 +17,7 @@ from flax import struct
 
 from envs.environment import Environment, Policy
 
-__all__ = ["RolloutStats", "rollout", "timed_rollout", "TimedRollout"]
+__all__ = ["RolloutStats", "rollout", "timed_rollout", "TimedRollout", "episode_steps", "baseline_rollouts"]
 
 
 @struct.dataclass
@@ -118,3 +119,18 @@ def timed_rollout(
     stats = jax.block_until_ready(compiled(params, key))
     t2 = time.perf_counter()
     return TimedRollout(stats=stats, compile_s=t1 - t0, run_s=t2 - t1)
+
+
+def episode_steps(env: Environment, params: Any, min_steps: int = 1) -> int:
+    """Scan length that contains (almost surely) one whole episode per lane: 1.2 x the expected episode length
+    (random-length episodes, e.g. AIGC's Poisson arrivals, end within it), and at least `min_steps`."""
+    return max(min_steps, math.ceil(1.2 * env.expected_episode_length(params)))
+
+
+def baseline_rollouts(
+    env: Environment, params: Any, key: jax.Array, num_envs: int, min_steps: int = 1
+) -> dict[str, TimedRollout]:
+    """Every baseline policy of `env.policies()` (random, heuristics, exact optimum) rolled out over
+    `episode_steps` steps in `num_envs` lanes with the same key: {policy name: TimedRollout}."""
+    steps = episode_steps(env, params, min_steps)
+    return {name: timed_rollout(env, params, policy, key, num_envs, steps) for name, policy in env.policies().items()}

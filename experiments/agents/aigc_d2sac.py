@@ -22,16 +22,14 @@ import numpy as np
 import envs
 from jaxdiff_rl.experiment import TrainSpec, build, evaluate_spec, train_spec
 from jaxdiff_rl.plot import plot_curves
-from jaxdiff_rl.rollout import rollout
+from jaxdiff_rl.rollout import baseline_rollouts
 
 HERE = Path(__file__).parent
 
 
 def heuristics(episodes: int = 64) -> dict[str, float]:
     env, params = envs.make("aigc")
-    steps = int(1.2 * env.expected_episode_length(params))
-    return {name: rollout(env, params, pol, jax.random.key(7), episodes, steps).mean_return
-            for name, pol in env.policies().items()}
+    return {name: r.stats.mean_return for name, r in baseline_rollouts(env, params, jax.random.key(7), episodes).items()}
 
 
 def main() -> None:

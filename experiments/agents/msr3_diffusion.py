@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from jaxdiff_rl.experiment import TrainSpec, build, evaluate_spec, train_spec
 from jaxdiff_rl.plot import plot_curves
