@@ -38,6 +38,7 @@ from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,10 +172,52 @@ def reference_utilisation(repeats: int) -> dict:
     t_update = best_time(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats + 3)
     ceiling = matmul_ceiling(flops, repeats + 3)
     out = {"update_gflop": flops / 1e9, "update_ms": 1e3 * t_update, "update_gflops_per_s": flops / t_update / 1e9,
-           "ceiling_gflops_per_s": ceiling / 1e9, "utilisation": flops / t_update / ceiling}
+           "ceiling_gflops_per_s": ceiling / 1e9, "utilisation": flops / t_update / ceiling,
+           "breakdown_ms": update_breakdown(config, hp, state, spec, repeats + 3)}
     print(f"D2SAC reference update: {out['update_gflop']:.2f} GFLOP in {out['update_ms']:.1f} ms = "
           f"{out['update_gflops_per_s']:.1f} GFLOP/s; matmul ceiling {out['ceiling_gflops_per_s']:.1f} GFLOP/s -> "
           f"{100 * out['utilisation']:.0f}% (target >= 70%)", flush=True)
+    print("  where the time goes (ms, each stage jitted alone): " +
+          ", ".join(f"{k} {v:.1f}" for k, v in out["breakdown_ms"].items()), flush=True)
+    return out
+
+
+def update_breakdown(config, hp, state, spec, repeats: int) -> dict:
+    """Where one D2SAC reference update's time goes: each stage jitted on its own with the update's shapes."""
+    from jaxdiff_rl.agents.base import critic_step, make_critic, polyak
+    from jaxdiff_rl.agents.networks import actor_forward
+    from jaxdiff_rl.buffer import buffer_sample
+
+    agent, key, a = state.agent, jax.random.PRNGKey(1), spec.dim
+    critic_net = make_critic(config, a, True)
+    batch = jax.jit(lambda k: buffer_sample(state.buffer, k, config.batch_size, config.n_step, hp.gamma))(key)
+
+    def target(agent, batch, k):
+        nxt = actor_forward(config.actor, agent.target_actor, k, batch.next_obs, a, True)
+        q_next = jnp.min(critic_net.apply(agent.target_critic, batch.next_obs), axis=0)
+        return batch.reward + batch.discount * jnp.sum(nxt.probs * q_next, -1)
+
+    def actor_step(agent, batch, k):
+        def loss(p):
+            out = actor_forward(config.actor, p, k, batch.obs, a, True)
+            return -jnp.mean(jnp.sum(out.probs * jax.lax.stop_gradient(out.probs), -1))
+        return jax.grad(loss)(agent.actor)
+
+    noise = lambda k: jax.random.normal(k, (config.actor.diffusion_steps + 1, config.batch_size, a))
+    y = jax.jit(target)(agent, batch, key)
+    stages = {
+        "buffer_sample": (lambda k: buffer_sample(state.buffer, k, config.batch_size, config.n_step, hp.gamma), (key,)),
+        "target_chain_and_critics": (target, (agent, batch, key)),
+        "critic_fwd_bwd_adam": (lambda ag, b, y: critic_step(critic_net, ag, b, y, hp, True)[:3], (agent, batch, y)),
+        "actor_chain_fwd_bwd": (actor_step, (agent, batch, key)),
+        "polyak_both": (lambda ag: (polyak(ag.target_actor, ag.actor, hp.tau), polyak(ag.target_critic, ag.critic, hp.tau)),
+                        (agent,)),
+        "chain_noise_rng": (noise, (key,)),
+    }
+    out = {}
+    for name, (fn, args) in stages.items():
+        c = jax.jit(fn).lower(*args).compile()
+        out[name] = 1e3 * best_time(lambda: c(*args), repeats)
     return out
 
 
