@@ -54,6 +54,28 @@ def update_flops(config: Any, obs_dim: int, action_dim: int, discrete: bool) -> 
     return float(b * per_sample)
 
 
+def update_utilisation(config: Any, hp: Any, state: Any, spec: Any, repeats: int) -> dict:
+    """One update of a SAC-family agent (D2SAC) on a batch from a filled runner `state`: analytic matmul FLOPs
+    (`update_flops`) over its time, against `matmul_ceiling` of the same FLOPs. XLA's own count is reported too
+    (it counts a rolled scan's body once)."""
+    from jaxdiff_rl.agents.sac import update as sac_update
+    from jaxdiff_rl.buffer import buffer_sample
+
+    def one_update(agent, key):
+        batch = buffer_sample(state.buffer, key, config.batch_size, config.n_step, hp.gamma)
+        return sac_update(key, config, agent, batch, hp, spec.dim, spec.discrete)
+
+    compiled = jax.jit(one_update).lower(state.agent, jax.random.PRNGKey(1)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = update_flops(config, spec.obs_dim, spec.dim, spec.discrete)
+    t_update = best_time(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats)
+    ceiling = matmul_ceiling(flops, repeats)
+    return {"update_gflop": flops / 1e9, "xla_counted_gflop": float(cost["flops"]) / 1e9, "update_s": t_update,
+            "update_gflops_per_s": flops / t_update / 1e9, "ceiling_gflops_per_s": ceiling / 1e9,
+            "utilisation": (flops / t_update) / ceiling}
+
+
 def machine_info() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "device": str(jax.devices()[0]), "jax": jax.__version__}

@@ -25,10 +25,8 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
-from benchmarks.common import best_time, machine_info, matmul_ceiling, update_flops  # noqa: E402
+from benchmarks.common import best_time, machine_info, update_utilisation  # noqa: E402
 from jaxdiff_rl import agents  # noqa: E402
-from jaxdiff_rl.agents.sac import update as sac_update  # noqa: E402
-from jaxdiff_rl.buffer import buffer_sample  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "sweep_speedup.json"
@@ -58,22 +56,7 @@ def utilisation(config, env, params, hp, repeats: int) -> dict:
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), hp)
     # fill the buffer a little so the batch is realistic (values do not change the FLOPs)
     state, _ = jax.jit(lambda s: trainer.run(s, hp, 1))(state)
-    spec = trainer.spec
-
-    def one_update(agent, key):
-        batch = buffer_sample(state.buffer, key, config.batch_size, config.n_step, hp.gamma)
-        return sac_update(key, config, agent, batch, hp, spec.dim, spec.discrete)
-
-    compiled = jax.jit(one_update).lower(state.agent, jax.random.PRNGKey(1)).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    xla_flops = float(cost["flops"])
-    flops = update_flops(config, spec.obs_dim, spec.dim, spec.discrete)
-    t_update = best_time(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats + 3)
-    ceiling = matmul_ceiling(flops, repeats + 3)
-    return {"update_gflop": flops / 1e9, "xla_counted_gflop": xla_flops / 1e9, "update_s": t_update,
-            "update_gflops_per_s": flops / t_update / 1e9, "ceiling_gflops_per_s": ceiling / 1e9,
-            "utilisation": (flops / t_update) / ceiling}
+    return update_utilisation(config, hp, state, trainer.spec, repeats + 3)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402
-from benchmarks.common import best_time, machine_info, matmul_ceiling, update_flops  # noqa: E402
+from benchmarks.common import best_time, machine_info, update_flops, update_utilisation  # noqa: E402
 from jaxdiff_rl import agents  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
@@ -98,6 +98,7 @@ class JaxRun:
         self.hp = hparams
         fill_cfg = config.replace(steps_per_iter=-(-config.batch_size // config.num_envs), updates_per_iter=1)
         trainer, filler = make_trainer(config, env, params), make_trainer(fill_cfg, env, params)
+        self.spec = trainer.spec
         init = lambda k: trainer.init(k, hparams)
         run = lambda t, s: t.run(s, hparams, 1)
         keys = jax.random.split(jax.random.PRNGKey(0), seeds) if seeds else jax.random.PRNGKey(0)
@@ -160,27 +161,15 @@ def per_epoch(algo: str, small: bool, fraction: float, repeats: int) -> dict:
 
 
 def reference_utilisation(repeats: int) -> dict:
-    """One D2SAC reference update: analytic FLOPs / time vs a bare [512, 256] x [256, 256] matmul chain."""
-    from jaxdiff_rl.agents.sac import update as sac_update
-    from jaxdiff_rl.buffer import buffer_sample
-
+    """One D2SAC reference update: analytic FLOPs / time vs a bare [512, 256] x [256, 256] matmul chain, and a
+    per-stage breakdown."""
     config = jax_config("d2sac", False, 1, 1000, 1)
     hp = agents.default_hparams("d2sac")
     run = JaxRun(config, hp)
     run.fill()
-    state, spec = run.state, make_trainer(config, *envs.make("aigc")).spec
-
-    def one_update(agent, key):
-        batch = buffer_sample(state.buffer, key, config.batch_size, config.n_step, hp.gamma)
-        return sac_update(key, config, agent, batch, hp, spec.dim, spec.discrete)
-
-    compiled = jax.jit(one_update).lower(state.agent, jax.random.PRNGKey(1)).compile()
-    flops = update_flops(config, spec.obs_dim, spec.dim, spec.discrete)
-    t_update = best_time(lambda: compiled(state.agent, jax.random.PRNGKey(1)), repeats + 3)
-    ceiling = matmul_ceiling(flops, repeats + 3)
-    out = {"update_gflop": flops / 1e9, "update_ms": 1e3 * t_update, "update_gflops_per_s": flops / t_update / 1e9,
-           "ceiling_gflops_per_s": ceiling / 1e9, "utilisation": flops / t_update / ceiling,
-           "breakdown_ms": update_breakdown(config, hp, state, spec, repeats + 3)}
+    out = update_utilisation(config, hp, run.state, run.spec, repeats + 3)
+    out["update_ms"] = 1e3 * out["update_s"]
+    out["breakdown_ms"] = update_breakdown(config, hp, run.state, run.spec, repeats + 3)
     print(f"D2SAC reference update: {out['update_gflop']:.2f} GFLOP in {out['update_ms']:.1f} ms = "
           f"{out['update_gflops_per_s']:.1f} GFLOP/s; matmul ceiling {out['ceiling_gflops_per_s']:.1f} GFLOP/s -> "
           f"{100 * out['utilisation']:.0f}% (target >= 70%)", flush=True)

@@ -86,9 +86,13 @@ def exceed_ratios(problem: str, opt, state, test: dict, hparams: GDMHparams, key
     return np.asarray(values) / test["value"]
 
 
+def finite_mean(ratios: np.ndarray) -> float:
+    """Mean over the finite ratios (an infeasible or degenerate instance gives inf; counted apart by `summary`)."""
+    return float(np.mean(ratios[np.isfinite(ratios)]))
+
+
 def summary(ratios: np.ndarray) -> dict:
-    finite = ratios[np.isfinite(ratios)]
-    return dict(mean=float(np.mean(finite)), median=float(np.median(ratios)), q10=float(np.quantile(ratios, 0.1)),
+    return dict(mean=finite_mean(ratios), median=float(np.median(ratios)), q10=float(np.quantile(ratios, 0.1)),
                 q90=float(np.quantile(ratios, 0.9)), infeasible_or_inf=int(np.sum(~np.isfinite(ratios))))
 
 

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.diffsg.common import (  # noqa: E402
-    FULL, HERE, PROBLEMS, QUICK, TERMS, condition_terms, exceed_ratios, gdm_config, load_data, train_gdm_seeds,
-    write_json,
+    FULL, HERE, PROBLEMS, QUICK, TERMS, condition_terms, exceed_ratios, finite_mean, gdm_config, load_data,
+    train_gdm_seeds, write_json,
 )
 from jaxdiff_rl.optimize import GDMHparams, GenerativeOptimizer  # noqa: E402
 
@@ -37,12 +36,11 @@ EVAL = GDMHparams(cfg_weight=4.0)  # the T and p_uncond sweeps are scored at w =
 
 def ablate(problem: str, s: dict) -> dict:
     train, test = load_data(problem, s["train_scale"])
-    mean = lambda r: float(np.mean(r[np.isfinite(r)]))
     # w
     opt, states, losses, _ = train_gdm_seeds(problem, train, gdm_config(problem, train, s["epochs"], s["hidden"]),
                                              GDMHparams(), 1)
     state = jax.tree_util.tree_map(lambda a: a[0], states)
-    by_w = {w: mean(exceed_ratios(problem, opt, state, test, GDMHparams(cfg_weight=w), jax.random.key(1)))
+    by_w = {w: finite_mean(exceed_ratios(problem, opt, state, test, GDMHparams(cfg_weight=w), jax.random.key(1)))
             for w in WEIGHTS}
     # T
     by_t = {}
@@ -50,7 +48,7 @@ def ablate(problem: str, s: dict) -> dict:
         opt_t, st, l_t, _ = train_gdm_seeds(problem, train, gdm_config(problem, train, s["epochs"], s["hidden"],
                                                                        num_steps=t), GDMHparams(), 1)
         st = jax.tree_util.tree_map(lambda a: a[0], st)
-        by_t[t] = {"exceed": mean(exceed_ratios(problem, opt_t, st, test, EVAL, jax.random.key(2))),
+        by_t[t] = {"exceed": finite_mean(exceed_ratios(problem, opt_t, st, test, EVAL, jax.random.key(2))),
                    "final_loss": float(l_t[0, -1])}
     # p_uncond: one vmapped training call over the grid
     cfg = gdm_config(problem, train, s["epochs"], s["hidden"])
@@ -62,7 +60,7 @@ def ablate(problem: str, s: dict) -> dict:
     by_p = {}
     for i, pu in enumerate(P_UNCOND):
         st = jax.tree_util.tree_map(lambda a: a[i], sts)
-        by_p[pu] = {"exceed": mean(exceed_ratios(problem, opt_p, st, test, EVAL, jax.random.key(4))),
+        by_p[pu] = {"exceed": finite_mean(exceed_ratios(problem, opt_p, st, test, EVAL, jax.random.key(4))),
                     "final_loss": float(l_p[i, -1])}
     return {"problem": problem, "w": by_w, "T": by_t, "p_uncond": by_p}
 
@@ -77,7 +75,7 @@ def fig3(problem: str, s: dict) -> dict:
             opt, states, losses, secs = train_gdm_seeds(problem, train, cfg, GDMHparams(), 1, terms=fn)
             st = jax.tree_util.tree_map(lambda a: a[0], states)
             r = exceed_ratios(problem, opt, st, test, GDMHparams(cfg_weight=w), jax.random.key(5))
-            out[f"{prediction} w={w:g} {which}"] = {"exceed": float(np.mean(r[np.isfinite(r)])),
+            out[f"{prediction} w={w:g} {which}"] = {"exceed": finite_mean(r),
                                                      "final_loss": float(losses[0, -1]), "train_s": secs}
             print(problem, prediction, which, out[f"{prediction} w={w:g} {which}"], flush=True)
     return {"problem": problem, "terms": out}
