@@ -24,6 +24,7 @@ Action (real parametrisation in Box(-1, 1, [2 K N_t + 2 L N_r + L])), mapped to 
     V = A_v sqrt(Pmax) / max(||A_v||_F, 1)   (A_v = Re + j Im, [K, N_t]; any power in [0, Pmax], never above),
     w_l = A_w,l / ||A_w,l||                  (SINR is invariant to the scale of w; 0 maps to e_1),
     p_l = P_l (a_p,l + 1) / 2.
+Episodes: truncated after `max_steps_in_episode` steps, or, with `one_shot`, terminated after every step.
 Reward modes (`reward_mode`, static): "raw" = C; "designed" = C - R' (D2RL's "Designed R."), with the upper bound
     R' = DL optimum (MRT + water-filling over ||g_k||^2 / sigma^2 with the whole Pmax; exact since DL users see
          no interference, eq. 11)  +  sum_l log2(1 + P_l ||h_l||^2 / sigma^2)  (each UL user at full power with
@@ -56,6 +57,9 @@ class FDParams:
     """FD-ISAC parameters (Table I defaults). Angles in degrees, distances in m, powers in W.
 
     Static (shapes): num_dl (K), num_ul (L), num_tx (N_t), num_rx (N_r), reward_mode.
+    one_shot: end every step with terminated=True (fresh placements each step). The action never changes the next
+    state, so each slot is its own decision; with one_shot the critic learns Q(s, a) = E[R | s, a], which is how
+    D2RL's Table II gamma = 1 is well defined (GDMOPT's one-step episodes).
     """
 
     radius: Any = 300.0
@@ -70,6 +74,7 @@ class FDParams:
     inr_db: Any = 20.0
     step_std: Any = 5.0
     max_steps_in_episode: Any = 100
+    one_shot: Any = False
     num_dl: int = struct.field(pytree_node=False, default=6)
     num_ul: int = struct.field(pytree_node=False, default=4)
     num_tx: int = struct.field(pytree_node=False, default=6)
@@ -248,7 +253,7 @@ class FDISAC(Environment[FDState, FDParams]):
             time=state.time + 1,
         )
         info = {"sum_rate": rate, "dl_rates": dl, "ul_rates": ul}
-        return self.get_obs(next_state, params), next_state, reward, jnp.asarray(False), info
+        return self.get_obs(next_state, params), next_state, reward, jnp.asarray(params.one_shot, bool), info
 
     # --- references ----------------------------------------------------------------------------------------------
     def reference_decision(self, state: FDState, params: FDParams) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -296,5 +301,7 @@ class FDISAC(Environment[FDState, FDParams]):
         if angles.ndim != 1 or angles.size < 1 or not np.all(np.isfinite(angles)) or np.any(np.abs(angles) > 90):
             raise ValueError(f"FD-ISAC: clutter_angles must be a 1-D array of degrees in [-90, 90], got {angles}")
         require_scalars("FD-ISAC", params, ("step_std",), inclusive=True)
+        if np.asarray(params.one_shot).dtype != np.bool_ or np.ndim(params.one_shot) != 0:
+            raise ValueError(f"FD-ISAC: one_shot must be a boolean scalar, got {params.one_shot!r}")
         require_episode_steps("FD-ISAC", params)
         return params

@@ -14,6 +14,9 @@ episodes (NaN if none), `reward_mean` per step, `optimum_fraction` = sum of rewa
 values over the iteration's steps (where the env has `optimal_value`, else NaN), `env_steps` (cumulative),
 `updates` (cumulative), the loss metrics of the algorithm averaged over the iteration's updates (critic/actor
 loss, Q, target, entropy, alpha, per-layer gradient norms), and `updating` (1 once updates have started).
+With D2RL exploration (`AgentConfig.explore`, see `jaxdiff_rl.explore`): `reward_mean` is the designed reward the
+agent learns from, `objective_mean` the environment's own reward (C), `optimum_fraction` uses C, and `chi`,
+`substituted_fraction`, `reward_net_loss`, `state_net_loss` and per-layer gradient weight/bias means are added.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from flax import struct
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents.base import AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
 from jaxdiff_rl.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
+from jaxdiff_rl.explore import learner as explore
 
 __all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite"]
 
@@ -65,7 +69,7 @@ class RunnerState:
 
     agent: AgentState; buffer: BufferState; env_state: [N] env states; obs: [N, obs_dim] float32;
     episode_return: [N] running returns; key: PRNG key (raw uint32 [2], checkpoint-friendly);
-    iteration, env_steps: int32 counters."""
+    iteration, env_steps: int32 counters; explore: D2RL's `ExploreState` (None without `config.explore`)."""
 
     agent: AgentState
     buffer: BufferState
@@ -75,6 +79,7 @@ class RunnerState:
     key: jax.Array
     iteration: jax.Array
     env_steps: jax.Array
+    explore: Any = None
 
 
 class Trainer(NamedTuple):
@@ -127,30 +132,42 @@ def _optimal_values(env: Any, env_state: Any, env_params: Any) -> jax.Array:
 
 
 def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: jax.Array):
-    """One vectorised environment step with the behaviour policy; returns the transition and step stats."""
+    """One vectorised environment step with the behaviour policy; returns the transition and step stats.
+
+    With D2RL exploration (`config.explore`) the agent may act on a generated state and learns from the designed
+    reward; the stats keep the environment's own reward (`objective`) for the returns and the optimum fraction."""
     rs, buffer = carry
     config, spec = ctx.config, ctx.spec
     n = config.num_envs
     k_act, k_rand, k_env = jax.random.split(key, 3)
+    obs_seen, substituted = rs.obs, jnp.zeros((n,), bool)
+    if config.explore is not None:  # keys folded in, so runs without exploration keep their random streams
+        obs_seen, substituted = explore.observe(config.explore, rs.explore, jax.random.fold_in(key, 1), rs.obs)
     warmup = rs.env_steps < config.learning_starts
-    policy_action = act(k_act, config, rs.agent, rs.obs, hparams, spec.dim, spec.discrete, explore=True)
+    policy_action = act(k_act, config, rs.agent, obs_seen, hparams, spec.dim, spec.discrete, explore=True)
     action = jnp.where(warmup, _random_action(spec, k_rand, n), policy_action)
     optimum = _optimal_values(ctx.env, rs.env_state, env_params)
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
+    obs, env_state, objective, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
         jax.random.split(k_env, n), rs.env_state, _to_env_action(spec, action), env_params
     )
-    reward = jnp.asarray(reward, jnp.float32)
+    objective = jnp.asarray(objective, jnp.float32)
+    reward = objective
+    if config.explore is not None:
+        reward = explore.reward(config.explore, rs.explore, jax.random.fold_in(key, 2), obs_seen, action, objective,
+                                optimum, hparams)
     done = jnp.logical_or(terminated, truncated)
     transition = Transition(
-        obs=rs.obs, action=action, reward=reward, next_obs=_flat_obs(info["final_observation"], n),
+        obs=obs_seen, action=action, reward=reward, next_obs=_flat_obs(info["final_observation"], n),
         terminated=terminated, done=done,
     )
-    running = rs.episode_return + reward
+    running = rs.episode_return + objective
     stats = {
         "episodes": jnp.sum(done.astype(jnp.float32)),
         "return_sum": jnp.sum(jnp.where(done, running, 0.0)),
         "reward_sum": jnp.sum(reward),
+        "objective_sum": jnp.sum(objective),
         "optimum_sum": jnp.sum(optimum),
+        "substituted": jnp.sum(substituted.astype(jnp.float32)),
     }
     rs = rs.replace(
         env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
@@ -159,10 +176,17 @@ def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: j
     return (rs, buffer_add(buffer, transition)), stats
 
 
-def _gradient_step(ctx: _Ctx, hparams: Hparams, buffer: BufferState, agent: AgentState, key: jax.Array):
+def _gradient_step(ctx: _Ctx, hparams: Hparams, buffer: BufferState, carry: tuple, key: jax.Array):
+    """One minibatch update of the agent (and, with D2RL exploration, of its exploration networks)."""
+    agent, explore_state = carry
     k_sample, k_update = jax.random.split(key)
     batch = buffer_sample(buffer, k_sample, ctx.config.batch_size, ctx.config.n_step, hparams.gamma)
-    return ctx.update(k_update, ctx.config, agent, batch, hparams, ctx.spec.dim, ctx.spec.discrete)
+    agent, metrics = ctx.update(k_update, ctx.config, agent, batch, hparams, ctx.spec.dim, ctx.spec.discrete)
+    if ctx.config.explore is not None:
+        explore_state, explore_metrics = explore.update(ctx.config, explore_state, jax.random.fold_in(key, 1), agent,
+                                                        batch, hparams, ctx.spec.dim)
+        metrics = {**metrics, **explore_metrics}
+    return (agent, explore_state), metrics
 
 
 def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _: Any):
@@ -174,29 +198,35 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
     stored = buffer.size * config.num_envs
     ready = (stored >= config.batch_size) & (rs.env_steps >= config.learning_starts)
 
-    def updates(agent):
-        agent, metrics = jax.lax.scan(
-            partial(_gradient_step, ctx, hparams, buffer), agent, jax.random.split(k_update, config.updates_per_iter)
+    def updates(carry):
+        carry, metrics = jax.lax.scan(
+            partial(_gradient_step, ctx, hparams, buffer), carry, jax.random.split(k_update, config.updates_per_iter)
         )
-        return agent, jax.tree_util.tree_map(jnp.mean, metrics)
+        return carry, jax.tree_util.tree_map(jnp.mean, metrics)
 
-    def no_updates(agent):
-        shapes = jax.eval_shape(updates, agent)[1]
-        return agent, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+    def no_updates(carry):
+        shapes = jax.eval_shape(updates, carry)[1]
+        return carry, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
-    agent, loss_metrics = jax.lax.cond(ready, updates, no_updates, rs.agent)
+    (agent, explore_state), loss_metrics = jax.lax.cond(ready, updates, no_updates, (rs.agent, rs.explore))
     totals = jax.tree_util.tree_map(jnp.sum, stats)
+    steps = config.steps_per_iter * config.num_envs
     metrics = {
         "episodes": totals["episodes"],
         "return_mean": jnp.where(totals["episodes"] > 0, totals["return_sum"] / jnp.maximum(totals["episodes"], 1), jnp.nan),
-        "reward_mean": totals["reward_sum"] / (config.steps_per_iter * config.num_envs),
-        "optimum_fraction": totals["reward_sum"] / totals["optimum_sum"],
+        "reward_mean": totals["reward_sum"] / steps,
+        "optimum_fraction": totals["objective_sum"] / totals["optimum_sum"],
         "env_steps": rs.env_steps,
         "updates": agent.updates,
         "updating": ready.astype(jnp.float32),
         **loss_metrics,
     }
-    rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1)
+    if config.explore is not None:
+        explore_state = explore.end_epoch(config.explore, explore_state, loss_metrics.get("state_net_loss"), hparams)
+        metrics["objective_mean"] = totals["objective_sum"] / steps
+        metrics["substituted_fraction"] = totals["substituted"] / steps
+        metrics["chi"] = explore_state.chi
+    rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1, explore=explore_state)
     return rs, metrics
 
 
@@ -210,12 +240,27 @@ def check_config_env(config: AgentConfig, spec: ActionSpec) -> None:
         raise ValueError("actor.kind='gaussian' needs a continuous action space (use 'categorical' or 'diffusion')")
 
 
+def check_explore_env(config: AgentConfig, env: Any, env_params: Any) -> None:
+    """D2RL's reward designs need the environment's raw objective C as its reward, and R' (`optimal_value`) for
+    the designed ones."""
+    if config.explore is None:
+        return
+    if config.explore.uses_upper_bound and not hasattr(env, "optimal_value"):
+        raise ValueError(f"explore.reward={config.explore.reward!r} subtracts the upper bound R' = "
+                         f"env.optimal_value, which {type(env).__name__} does not have")
+    mode = getattr(env_params, "reward_mode", "raw")
+    if mode != "raw":
+        raise ValueError(f"explore.reward designs the reward from the raw objective: set env_params.reward_mode='raw' "
+                         f"(got {mode!r})")
+
+
 def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
     """Build the pure functions of a run; validates config against the env before anything compiles."""
     if not isinstance(config, AgentConfig):
         raise TypeError(f"config must be an AgentConfig, got {type(config).__name__}")
     spec = action_spec(env, env_params)
     check_config_env(config, spec)
+    check_explore_env(config, env, env_params)
     ctx = _Ctx(config, env, spec, agents.module(config.algo).update)
     default_env_params = env_params
 
@@ -231,9 +276,12 @@ def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
         buffer = buffer_init(Transition(obs, action, jnp.zeros(config.num_envs), obs,
                                         jnp.zeros(config.num_envs, bool), jnp.zeros(config.num_envs, bool)),
                              config.buffer_size)
+        explore_state = None
+        if config.explore is not None:
+            explore_state = explore.init(jax.random.fold_in(key, 1), config.explore, spec.obs_dim, spec.dim)
         return RunnerState(agent=agent, buffer=buffer, env_state=env_state, obs=obs,
                            episode_return=jnp.zeros(config.num_envs, jnp.float32), key=k_run,
-                           iteration=jnp.int32(0), env_steps=jnp.int32(0))
+                           iteration=jnp.int32(0), env_steps=jnp.int32(0), explore=explore_state)
 
     def run(state: RunnerState, hparams: Hparams, num_iterations: int, env_params: Any = None):
         env_params = default_env_params if env_params is None else env_params

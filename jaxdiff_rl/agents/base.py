@@ -23,7 +23,7 @@ from flax import struct
 from jaxdiff_rl.agents.networks import ActorConfig
 
 __all__ = ["ALGORITHMS", "AgentConfig", "Hparams", "AgentState", "adam_step", "polyak", "layer_grad_norms",
-           "validate_hparams", "q_taken", "critic_step"]
+           "layer_grad_means", "validate_hparams", "q_taken", "critic_step"]
 
 #: algorithm name -> family (the loss it uses); the diffusion versions differ from their parents only in the actor
 ALGORITHMS = {
@@ -54,6 +54,7 @@ class AgentConfig:
             "epsilon" (uniform random action with probability epsilon).
         bc_loss: add bc_weight x the DDPM loss of replay actions to the actor loss (DM-TD3's regulariser;
             diffusion actors only).
+        explore: D2RL's reward design and state exploration (`jaxdiff_rl.explore.ExploreConfig`), or None.
     """
 
     algo: str = "sac"
@@ -78,6 +79,7 @@ class AgentConfig:
     actor_q: str = "first"
     exploration: str = "policy"
     bc_loss: bool = False
+    explore: Any = None
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -111,6 +113,14 @@ class AgentConfig:
             raise ValueError(f"AgentConfig.actor.kind='deterministic' does not fit {self.algo} (a stochastic actor)")
         if self.bc_loss and self.actor.kind != "diffusion":
             raise ValueError("AgentConfig.bc_loss needs a diffusion actor (actor.kind='diffusion')")
+        if self.explore is not None:
+            from jaxdiff_rl.explore.config import ExploreConfig  # late: explore builds on this module
+
+            if not isinstance(self.explore, ExploreConfig):
+                raise TypeError(f"AgentConfig.explore must be an ExploreConfig or None, got {type(self.explore).__name__}")
+            if ALGORITHMS[self.algo] != "td3":
+                raise ValueError(f"AgentConfig.explore needs a deterministic-actor algorithm (ddpg, td3, dm_ddpg, "
+                                 f"dm_td3), got algo={self.algo!r}")
 
     @property
     def family(self) -> str:
@@ -134,6 +144,10 @@ class Hparams:
     [-1, 1] action space. target_noise, noise_clip: TD3 target smoothing. epsilon: epsilon-greedy probability
     in [0, 1]. bc_weight: weight of the DDPM regulariser. target_entropy_scale: discrete SAC's target entropy as
     a fraction of log(A).
+    D2RL exploration (used only with `AgentConfig.explore`): lr_reward, lr_state: Adam step sizes of the reward
+    correction network and the SENPNN; state_threshold: the SENPNN loss threshold T (>= 0); chi_max: M, the
+    maximum substitute probability in [0, 1]; chi_rate: eta, its growth per epoch in [0, 1]; reward_scale: bound
+    of the learned reward correction (reward units, >= 0).
     """
 
     lr_actor: Any = 3e-4
@@ -149,6 +163,12 @@ class Hparams:
     epsilon: Any = 0.1
     bc_weight: Any = 0.0
     target_entropy_scale: Any = 0.5
+    lr_reward: Any = 5e-5
+    lr_state: Any = 1e-4
+    state_threshold: Any = 5e-4
+    chi_max: Any = 0.9
+    chi_rate: Any = 1e-3
+    reward_scale: Any = 1.0
 
 
 _RANGES = {
@@ -156,6 +176,8 @@ _RANGES = {
     "weight_decay": (0.0, math.inf), "gamma": (0.0, 1.0), "tau": (0.0, 1.0), "alpha": (0.0, math.inf),
     "explore_noise": (0.0, math.inf), "target_noise": (0.0, math.inf), "noise_clip": (0.0, math.inf),
     "epsilon": (0.0, 1.0), "bc_weight": (0.0, math.inf), "target_entropy_scale": (0.0, 1.0),
+    "lr_reward": (0.0, math.inf), "lr_state": (0.0, math.inf), "state_threshold": (0.0, math.inf),
+    "chi_max": (0.0, 1.0), "chi_rate": (0.0, 1.0), "reward_scale": (0.0, math.inf),
 }
 
 
@@ -224,6 +246,18 @@ def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
         norms[f"{prefix}/{layer}"] = norms.get(f"{prefix}/{layer}", 0.0) + jnp.sum(jnp.square(leaf))
     return {k: jnp.sqrt(v) for k, v in norms.items()}
 
+
+def layer_grad_means(grads: Any, prefix: str) -> dict[str, jax.Array]:
+    """Mean absolute gradient of every layer's weights and biases (seed 003's "gradient weight / bias", Figs. 5
+    and 7): {"<prefix>/weight/<layer path>": scalar, "<prefix>/bias/<layer path>": scalar}."""
+    means: dict[str, jax.Array] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+        kind = {"kernel": "weight", "bias": "bias"}.get(names[-1])
+        if kind is not None:
+            layer = "/".join(n for n in names[:-1] if n != "params")
+            means[f"{prefix}/{kind}/{layer}"] = jnp.mean(jnp.abs(leaf))
+    return means
 
 
 def q_taken(q: jax.Array, action: jax.Array, discrete: bool) -> jax.Array:

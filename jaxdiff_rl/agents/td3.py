@@ -24,6 +24,7 @@ from jaxdiff_rl.agents.base import (
     Hparams,
     adam_step,
     critic_step,
+    layer_grad_means,
     layer_grad_norms,
     make_critic,
     polyak,
@@ -114,5 +115,8 @@ def update(
         "target_mean": jnp.mean(y),
         **layer_grad_norms(actor_grads, "grad_norm/actor"),
         **layer_grad_norms(critic_grads, "grad_norm/critic"),
+        # seed 003's per-layer gradient weight / bias statistics, only for D2RL runs (they cost a few small ops)
+        **(layer_grad_means(actor_grads, "grad_mean/actor") if config.explore is not None else {}),
+        **(layer_grad_means(critic_grads, "grad_mean/critic") if config.explore is not None else {}),
     }
     return new_state, metrics
