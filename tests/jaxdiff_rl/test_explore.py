@@ -91,7 +91,7 @@ def test_chi_schedule_matches_algorithm_1():
     losses = rng.uniform(0, 2e-3, size=300)
     losses[:7] = np.nan
     for threshold, rate, maximum in [(5e-4, 1e-2, 0.9), (1e-3, 0.05, 0.3), (0.0, 0.1, 1.0)]:
-        step = jax.jit(lambda c, l: update_chi(c, l, threshold, rate, maximum))
+        step = jax.jit(lambda c, loss, t=threshold, r=rate, m=maximum: update_chi(c, loss, t, r, m))
         chi, ref = jnp.float32(0.0), 0.0
         for loss in losses:
             chi = step(chi, jnp.float32(loss))
@@ -145,7 +145,7 @@ def small_run():
 
 
 def test_run_chi_and_substitution(small_run):
-    env, params, config, hparams, state, m = small_run
+    config, m = small_run[2], small_run[5]
     chi, ref = m["chi"], 0.0
     for e in range(len(chi)):  # the epoch's SENPNN loss gates the increment (T = 10: every epoch with updates)
         loss = m["state_net_loss"][e]
@@ -162,7 +162,7 @@ def test_run_chi_and_substitution(small_run):
 def test_run_stores_the_designed_reward(small_run):
     """Rows collected while chi = 0 hold the true state: their stored reward must be C - R' + 0.7 tanh(MLP(s, a))
     recomputed in float64 NumPy from the stored (s, a) (MLP frozen with lr_reward = 0)."""
-    env, params, config, hparams, state, m = small_run
+    config, state, m = small_run[2], small_run[4], small_run[5]
     before = np.concatenate([[0.0], m["chi"][:-1]])
     rows = np.flatnonzero(before == 0)
     data = jax.tree_util.tree_map(np.asarray, state.buffer.data)
