@@ -66,7 +66,7 @@ def test_reward_correction_learns_to_rank_actions(net):
     action = jnp.asarray(rng.uniform(-1, 1, size=(128, 2)), jnp.float32)
     adv = jnp.asarray(np.asarray(action[:, 0]) - 0.5 * np.asarray(obs[:, 0]), jnp.float32)  # a critic's ranking
     params = reward_init(jax.random.key(0), config, 3, 2)
-    first, last, params = _fit(lambda p, k: reward_loss(config, p, k, obs, action, adv), params, 3e-3, 200)
+    first, last, params = _fit(lambda p, k: reward_loss(config, p, k, obs, action, adv), params, 3e-3, 120)
     assert last < first - 0.3
     c = np.asarray(reward_correction(config, params, jax.random.key(5), obs, action, 2.0))
     assert np.all(np.abs(c) <= 2.0)
@@ -78,7 +78,7 @@ def test_aenpnn_actor_loss_decreases():
     """Mode I on actions (eq. 21, -E[Q]) through all 6 reverse steps, with a fixed critic Q = -||a - a*(s)||^2."""
     actor = ActorConfig(kind="diffusion", hidden_dims=(32, 32), diffusion_steps=6)
     rng = np.random.default_rng(0)
-    obs = jnp.asarray(rng.uniform(-1, 1, size=(32, 2)), jnp.float32)
+    obs = jnp.asarray(rng.uniform(-1, 1, size=(16, 2)), jnp.float32)
     target = 0.8 * jnp.tanh(obs[:, ::-1])
     loss = lambda p, k: jnp.mean(jnp.sum((actor_forward(actor, p, k, obs, 2, False).action - target) ** 2, -1))
     first, last, _ = _fit(loss, actor_init(jax.random.key(0), actor, 2, 2), 3e-3, 100)
