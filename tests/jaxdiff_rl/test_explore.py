@@ -137,7 +137,9 @@ def small_run():
     # a deterministic actor keeps the compile short (the diffusion actor has its own test above)
     config = d2rl_config("designed_mlp", state_exploration=True, action_gdm=False, width=16, batch_size=8,
                          buffer_size=400, num_envs=4, num_iterations=30, learning_starts=16)
-    config = config.replace(explore=config.explore.replace(state_hidden_dims=(16, 16)))
+    # one hidden layer everywhere: the program (and its compile time) stays small; depth is not what is tested
+    config = config.replace(actor=ActorConfig(kind="deterministic", hidden_dims=(16,)), critic_hidden_dims=(16,),
+                            explore=config.explore.replace(state_hidden_dims=(16,), reward_hidden_dims=(16,)))
     hparams = d2rl_hparams(lr_reward=0.0, reward_scale=0.7, state_threshold=10.0, chi_rate=0.25, chi_max=0.75)
     trainer = make_trainer(config, env, params)
     state, metrics = jax.jit(trainer.train)(jax.random.key(0), hparams)
