@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.d2rl.common import (LABELS, RESULTS, SCALES, Scale, baselines, first_reach, moving_average,
-                                     run_variant, summarise)
+from experiments.d2rl.common import (LABELS, RESULTS, SCALES, Scale, baselines, convergence, first_reach,
+                                     moving_average, run_variant, summarise)
 
 DESIGNS = ("raw", "designed", "designed_mlp", "gdm", "designed_gdm")
 SWEPT = ("designed", "designed_mlp", "designed_gdm", "gdm")  # Fig. 7's four panels pairs
@@ -97,10 +97,9 @@ def _trunk_layers(metrics: dict, kind: str) -> list[str]:
     return sorted(keys, key=lambda k: int(k.rsplit("_", 1)[1]))
 
 
-def _grad_means(run: dict, kind: str) -> np.ndarray:
-    """Mean over seeds and epochs (once updating) of each trunk layer's mean |gradient| -> [layers]."""
-    m = run["metrics"]
-    return np.array([np.nanmean(m[k]) for k in _trunk_layers(m, kind)])
+def _grad_means(metrics: dict, kind: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """Mean over the runs `rows` and the epochs (once updating) of each trunk layer's mean |gradient| -> [layers]."""
+    return np.array([np.nanmean(metrics[k][rows]) for k in _trunk_layers(metrics, kind)])
 
 
 def fig2_3(scale: Scale, seeds: int, out: Path, force: bool) -> dict:
@@ -129,7 +128,7 @@ def fig4_6(scale: Scale, seeds: int, out: Path, force: bool) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for j, kind in enumerate(("weight", "bias")):
         for i, d in enumerate(DESIGNS):
-            values = _grad_means(runs[d], kind)
+            values = _grad_means(runs[d]["metrics"], kind)
             axes[j].bar(np.arange(len(values)) + 0.16 * (i - 2), values, width=0.16, label=LABELS[d])
             summary[d][f"grad_{kind}_per_layer"] = values.tolist()
         axes[j].set(xlabel="actor trunk layer", ylabel=f"mean |dL/d{kind}|", title=f"({'ab'[j]}) gradient {kind}")
@@ -164,19 +163,17 @@ def fig7(scale: Scale, seeds: int, base_seeds: int, out: Path, force: bool) -> d
         run = run_variant(scale, f"{d}_sexp_sweep", scale.config(d, True), _sweep_hparams(scale), seeds, force)
         m = run["metrics"]
         base_curve = np.nanmean(base["metrics"]["objective_mean"], 0)
-        level = 0.95 * float(np.nanmean(moving_average(base_curve, scale.window)[-len(base_curve) // 10:]))
+        level = 0.95 * convergence(base_curve, scale.window)["plateau"]
         cells = {}
         for i in range(g):  # run r is seed r // g, setting r % g
             rows = np.arange(i, run["runs"], g)
-            sums = {kind: float(sum(np.nanmean(m[k][rows]) for k in _trunk_layers(m, kind))) for kind in ("weight", "bias")}
+            sums = {kind: float(_grad_means(m, kind, rows).sum()) for kind in ("weight", "bias")}
             curve = np.nanmean(m["objective_mean"][rows], 0)
-            ma = moving_average(curve, scale.window)
             cells[i] = {"M": M_VALUES[i // len(ETA_VALUES)], "eta": ETA_VALUES[i % len(ETA_VALUES)], **sums,
                         "epoch_to_base_level": first_reach(curve, scale.window, level),
                         "final_chi": float(np.nanmean(m["chi"][rows, -1])),
-                        "plateau": float(np.nanmean(ma[-len(ma) // 10:]))}
-        base_sums = {kind: float(sum(np.nanmean(base["metrics"][k]) for k in _trunk_layers(base["metrics"], kind)))
-                     for kind in ("weight", "bias")}
+                        "plateau": convergence(curve, scale.window)["plateau"]}
+        base_sums = {kind: float(_grad_means(base["metrics"], kind).sum()) for kind in ("weight", "bias")}
         best = max(cells.values(), key=lambda c: c["plateau"])
         summary[d] = {"cells": list(cells.values()), "baseline": base_sums, "best": best}
         for row, kind in enumerate(("weight", "bias")):

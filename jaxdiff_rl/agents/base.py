@@ -236,13 +236,17 @@ def polyak(target: Any, online: Any, tau: jax.Array) -> Any:
     return optax.incremental_update(online, target, tau)
 
 
+def _layer_leaves(grads: Any):
+    """(layer path, leaf name, leaf) for every leaf of a Flax params pytree ("params" dropped from the path)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+        yield "/".join(n for n in names[:-1] if n != "params") or names[-1], names[-1], leaf
+
+
 def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
     """L2 norm of the gradient of every layer (kernel and bias together): {"<prefix>/<layer path>": scalar}."""
     norms: dict[str, jax.Array] = {}
-    flat = jax.tree_util.tree_flatten_with_path(grads)[0]
-    for path, leaf in flat:
-        names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
-        layer = "/".join(n for n in names[:-1] if n != "params") or names[-1]
+    for layer, _, leaf in _layer_leaves(grads):
         norms[f"{prefix}/{layer}"] = norms.get(f"{prefix}/{layer}", 0.0) + jnp.sum(jnp.square(leaf))
     return {k: jnp.sqrt(v) for k, v in norms.items()}
 
@@ -250,14 +254,9 @@ def layer_grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
 def layer_grad_means(grads: Any, prefix: str) -> dict[str, jax.Array]:
     """Mean absolute gradient of every layer's weights and biases (seed 003's "gradient weight / bias", Figs. 5
     and 7): {"<prefix>/weight/<layer path>": scalar, "<prefix>/bias/<layer path>": scalar}."""
-    means: dict[str, jax.Array] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
-        names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
-        kind = {"kernel": "weight", "bias": "bias"}.get(names[-1])
-        if kind is not None:
-            layer = "/".join(n for n in names[:-1] if n != "params")
-            means[f"{prefix}/{kind}/{layer}"] = jnp.mean(jnp.abs(leaf))
-    return means
+    kinds = {"kernel": "weight", "bias": "bias"}
+    return {f"{prefix}/{kinds[name]}/{layer}": jnp.mean(jnp.abs(leaf))
+            for layer, name, leaf in _layer_leaves(grads) if name in kinds}
 
 
 def q_taken(q: jax.Array, action: jax.Array, discrete: bool) -> jax.Array:
