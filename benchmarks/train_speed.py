@@ -11,6 +11,8 @@ Cases (algorithm on its environment):
 2. 16-seed sweep at the D2SAC reference settings: one `vmap(train)` over 16 seeds vs 16 sequential PyTorch runs.
    Target >= 2.5x.
 3. small: both algorithms with 64-wide networks, batch 64, 16 parallel environments. Target >= 10x per epoch.
+   Case `small` profiles it: the update's FLOP/s against a bare [64, 64] matmul chain, and the best ratio to
+   PyTorch that an implementation running at that bare rate could reach.
 4. to the same reward (small settings): DM-DDPG on msr-3 (16 environments, 64 transitions + 50 updates per
    iteration), behaviour fraction of the water-filling optimum vs wall-clock for both over the same number of
    iterations; the time to reach a common level, defined as: L = min over the two runs of their best 3-iteration
@@ -217,6 +219,39 @@ def update_breakdown(config, hp, state, spec, repeats: int) -> dict:
     return out
 
 
+def small_profile(algo: str, repeats: int, torch_epoch_s: float | None) -> dict:
+    """Where a small-setting update's time goes (64-wide, batch 64): its analytic matmul FLOPs over the per-update
+    time inside the training loop (an iteration of 200 updates and one env step), against a bare chain of
+    [64, 64] x [64, 64] matmuls of the same FLOPs -- the machine's rate at these shapes, which is what bounds
+    any implementation. With PyTorch's epoch time, the best ratio an implementation at that bare rate could reach
+    (1000 updates at the ceiling + our measured env-step time)."""
+    from benchmarks.common import matmul_ceiling
+
+    k = 200
+    config = jax_config(algo, True, 16, 16, k)
+    hp = agents.default_hparams(algo)
+    run = JaxRun(config, hp)
+    run.fill()
+    t_update = best_time(run.iteration, repeats + 3) / k
+    flops = update_flops(config, run.spec.obs_dim, run.spec.dim, run.spec.discrete)
+    ceiling = matmul_ceiling(flops * 20, repeats + 3, batch=64, width=64)
+    steps = jax_config(algo, True, 16, 1000, 1)
+    srun = JaxRun(steps, hp)
+    srun.fill()
+    t_steps = best_time(srun.iteration, repeats + 3)  # 62 vector steps x 16 envs (acting chains) + 1 update
+    out = {"algo": algo, "update_mflop": flops / 1e6, "update_ms": 1e3 * t_update,
+           "update_gflops_per_s": flops / t_update / 1e9, "ceiling_64_gflops_per_s": ceiling / 1e9,
+           "utilisation_64": flops / t_update / ceiling, "env_steps_per_epoch_s": t_steps,
+           "epoch_at_ceiling_s": 1000 * flops / ceiling + t_steps}
+    if torch_epoch_s:
+        out["best_possible_speedup"] = torch_epoch_s / out["epoch_at_ceiling_s"]
+    print(f"small     {algo:7s} update {out['update_mflop']:.0f} MFLOP in {out['update_ms']:.2f} ms = "
+          f"{out['update_gflops_per_s']:.1f} GFLOP/s; bare [64, 64] matmul chain {out['ceiling_64_gflops_per_s']:.1f} "
+          f"GFLOP/s -> {100 * out['utilisation_64']:.0f}%; an epoch at that ceiling {out['epoch_at_ceiling_s']:.2f} s"
+          + (f" = {out['best_possible_speedup']:.1f}x PyTorch at best" if torch_epoch_s else ""), flush=True)
+    return out
+
+
 def sweep(seeds: int, fraction: float, repeats: int) -> dict:
     k = max(1, int(round(1000 * fraction)))
     config = jax_config("d2sac", False, 1, k, k)
@@ -301,8 +336,8 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.25, help="fraction of an epoch timed in the per-epoch cases")
     ap.add_argument("--sweep-fraction", type=float, default=0.05, help="fraction of an epoch per seed in the sweep")
     ap.add_argument("--iterations", type=int, default=40, help="iterations of the to-the-same-reward runs")
-    ap.add_argument("--cases", nargs="+", default=["epoch", "utilisation", "sweep", "reward"],
-                    choices=["epoch", "utilisation", "sweep", "reward"])
+    ap.add_argument("--cases", nargs="+", default=["epoch", "utilisation", "small", "sweep", "reward"],
+                    choices=["epoch", "utilisation", "small", "sweep", "reward"])
     args = ap.parse_args()
     try:
         import torch
@@ -316,6 +351,10 @@ def main() -> None:
         results["per_epoch"] = [per_epoch(a, s, frac, reps) for s in (False, True) for a in ("d2sac", "dm_ddpg")]
     if "utilisation" in args.cases:
         results["utilisation"] = reference_utilisation(reps)
+    if "small" in args.cases:
+        known = results.get("per_epoch") or (json.loads(OUT.read_text()).get("per_epoch", []) if OUT.exists() else [])
+        torch_s = {r["algo"]: r["torch_epoch_s"] for r in known if r["setting"] == "small"}
+        results["small_profile"] = [small_profile(a, reps, torch_s.get(a)) for a in ("d2sac", "dm_ddpg")]
     if "sweep" in args.cases:
         results["sweep"] = sweep(16, sfrac, 1)
     if "reward" in args.cases:
