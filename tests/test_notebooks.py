@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pytest
 
 matplotlib.use("Agg")
 
@@ -24,6 +25,7 @@ def _run(path: Path) -> dict:
     return namespace
 
 
+@pytest.mark.heavy
 def test_quickstart_executes(monkeypatch):
     monkeypatch.setenv("JAXDIFF_QUICK", "1")
     ns = _run(NOTEBOOKS / "quickstart.ipynb")

@@ -17,6 +17,9 @@ MODES = 2.0 * np.stack([np.cos(ANGLES), np.sin(ANGLES)], -1).astype(np.float32)
 STD = 0.15
 T = 50
 
+# one worker trains the shared model (module fixtures) and runs every test that uses it
+pytestmark = [pytest.mark.xdist_group("diffusion_trained"), pytest.mark.heavy]
+
 
 def draw_mixture(key, n):
     k1, k2 = jax.random.split(key)

@@ -146,6 +146,8 @@ def small_run():
     return env, params, config, hparams, state, jax.tree_util.tree_map(np.asarray, metrics)
 
 
+@pytest.mark.xdist_group("explore_run")  # one worker builds the shared run
+@pytest.mark.heavy
 def test_run_chi_and_substitution(small_run):
     config, m = small_run[2], small_run[5]
     chi, ref = m["chi"], 0.0
@@ -161,6 +163,8 @@ def test_run_chi_and_substitution(small_run):
     assert abs(picked / draws - 0.75) < 4 * math.sqrt(0.75 * 0.25 / draws)
 
 
+@pytest.mark.xdist_group("explore_run")  # one worker builds the shared run
+@pytest.mark.heavy
 def test_run_stores_the_designed_reward(small_run):
     """Rows collected while chi = 0 hold the true state: their stored reward must be C - R' + 0.7 tanh(MLP(s, a))
     recomputed in float64 NumPy from the stored (s, a) (MLP frozen with lr_reward = 0)."""

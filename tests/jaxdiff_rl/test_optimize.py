@@ -10,6 +10,10 @@ from envs.datasets import generate_dataset, objective_fn, repair_fn
 from jaxdiff_rl.optimize import GDMConfig, GDMHparams, GenerativeOptimizer
 
 
+# the tests that use the trained model: one worker trains it (module fixture) and runs them all
+SHARED_MODEL = pytest.mark.xdist_group("optimize_msr3")
+
+
 @pytest.fixture(scope="module")
 def msr3():
     train = generate_dataset(jax.random.key(0), "msr-3", 4000)
@@ -26,11 +30,15 @@ def _exceed(opt, state, test, w, k, key=3):
     return np.asarray(values) / test["value"]
 
 
+@SHARED_MODEL
+@pytest.mark.heavy
 def test_training_converges(msr3):
     _, _, losses, _ = msr3
     assert losses[-1] < 0.2 * losses[0]
 
 
+@SHARED_MODEL
+@pytest.mark.heavy
 @pytest.mark.parametrize("w", [0.0, 2.0, 500.0])
 def test_single_sample_exceed_ratio_within_2_percent(msr3, w):
     opt, state, _, test = msr3
@@ -39,6 +47,8 @@ def test_single_sample_exceed_ratio_within_2_percent(msr3, w):
     assert ratio.mean() >= 0.98, ratio.mean()
 
 
+@SHARED_MODEL
+@pytest.mark.heavy
 def test_cfg_weight_zero_is_conditional_sampling(msr3):
     opt, state, _, test = msr3
     x = test["x"][:64]
@@ -54,6 +64,8 @@ def test_cfg_weight_zero_is_conditional_sampling(msr3):
     np.testing.assert_allclose(y0[:, 0], state.y_norm.decode(z), rtol=1e-4, atol=1e-4)
 
 
+@SHARED_MODEL
+@pytest.mark.heavy
 def test_best_of_k_is_monotone(msr3):
     opt, state, _, test = msr3
     means = [_exceed(opt, state, test, 2.0, k).mean() for k in (1, 4, 16)]

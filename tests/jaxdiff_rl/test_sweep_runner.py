@@ -62,6 +62,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.heavy
 def test_sweep_shards_over_four_cpu_devices_and_matches_vmap(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SWEEP_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -87,6 +88,7 @@ def _final_params(run_dir: Path):
     return restore_state(run_dir, trainer, keys, hp)
 
 
+@pytest.mark.heavy
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     full, killed = tmp_path / "full", tmp_path / "killed"

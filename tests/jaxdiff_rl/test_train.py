@@ -55,6 +55,7 @@ def test_discrete_agents_run_on_aigc(algo):
     assert 0.0 < ent <= np.log(20) + 1e-5  # a categorical policy over 20 providers
 
 
+@pytest.mark.heavy
 def test_dm_ddpg_learns_msr3_beyond_random():
     """Fast learning check: a small DM-DDPG reaches 97% of the water-filling optimum on held-out greedy steps,
     well above the random policy's fraction (measured here with the same env)."""
@@ -87,6 +88,7 @@ def _ddpg_train():
     return jax.jit(make_train(tiny_config("ddpg"), env, params))
 
 
+@pytest.mark.heavy
 def test_vmap_over_16_seeds_equals_16_separate_runs_and_same_key_same_bits():
     train = _ddpg_train()
     hp = agents.default_hparams("ddpg")
