@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402
-from benchmarks.common import best_time, machine_info, update_flops, update_utilisation  # noqa: E402
+from benchmarks.common import (best_time, machine_info, matmul_ceiling, update_flops,  # noqa: E402
+                               update_utilisation)
 from jaxdiff_rl import agents  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
@@ -225,8 +226,6 @@ def small_profile(algo: str, repeats: int, torch_epoch_s: float | None) -> dict:
     [64, 64] x [64, 64] matmuls of the same FLOPs -- the machine's rate at these shapes, which is what bounds
     any implementation. With PyTorch's epoch time, the best ratio an implementation at that bare rate could reach
     (1000 updates at the ceiling + our measured env-step time)."""
-    from benchmarks.common import matmul_ceiling
-
     k = 200
     config = jax_config(algo, True, 16, 16, k)
     hp = agents.default_hparams(algo)
