@@ -81,7 +81,8 @@ class VPSchedule:
 def ddpm_sample(model: Denoiser, schedule: VPSchedule, state: torch.Tensor, action_dim: int,
                 clip: bool) -> torch.Tensor:
     """x_0 [B, A] by T ancestral steps from x_T ~ N(0, I); `clip` clips x_t to [-1, 1] after every step (Box
-    actions). Differentiable (the actor's gradient flows through all T steps)."""
+    actions), with a straight-through gradient as jaxdiff_rl's default `ActorConfig.clip_gradient`.
+    Differentiable (the actor's gradient flows through all T steps)."""
     batch = state.shape[0]
     x = torch.randn(batch, action_dim)
     for i in reversed(range(schedule.T)):
@@ -92,5 +93,5 @@ def ddpm_sample(model: Denoiser, schedule: VPSchedule, state: torch.Tensor, acti
         if i > 0:
             x = x + schedule.std[i] * torch.randn_like(x)
         if clip:
-            x = x.clamp(-1.0, 1.0)
+            x = x + (x.clamp(-1.0, 1.0) - x).detach()
     return x

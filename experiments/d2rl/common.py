@@ -50,9 +50,11 @@ class Scale:
     learning_starts: int
     hparams: dict
     window: int
+    clip_gradient: str = "straight_through"
 
     def config(self, reward: str, state_exploration: bool = False, action_gdm: bool = True):
         return d2rl_config(reward, state_exploration, action_gdm=action_gdm, width=self.width,
+                           clip_gradient=self.clip_gradient,
                            batch_size=self.batch_size, buffer_size=self.buffer_size, num_iterations=self.epochs,
                            num_envs=self.num_envs, learning_starts=self.learning_starts)
 
@@ -76,6 +78,10 @@ SCALES = {
 
 # the quick scale for the paper's 20,000 epochs (does the ordering appear once the policies learn?)
 SCALES["long"] = dataclasses.replace(SCALES["quick"], name="long", epochs=20_000, window=1000)
+# the diffusion actor's [-1, 1] clip with its own (zero) gradient outside the box, as GDMOPT's clamp: the actor
+# sticks to one corner of the box (README, "Why the diffusion actor stalled")
+for _name in ("quick", "long"):
+    SCALES[f"{_name}-clipzero"] = dataclasses.replace(SCALES[_name], name=f"{_name}-clipzero", clip_gradient="zero")
 
 
 def make_env(scale: Scale):

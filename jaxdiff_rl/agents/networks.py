@@ -7,7 +7,8 @@ the environment's Box), discrete actions as integers in [0, A). Actor kinds:
 - "deterministic": tanh(MLP(s)) (TD3, DDPG);
 - "categorical": softmax policy over A actions (discrete SAC);
 - "diffusion": the shared `Denoiser` conditioned on the state, run by the shared sampler (`lax.scan` over T
-  steps, fresh noise per call). Continuous: the chain's x_0, clipped to [-1, 1] at every step. Discrete
+  steps, fresh noise per call). Continuous: the chain's x_0, clipped to [-1, 1] at every step (gradients pass
+  the clip straight through by default, `ActorConfig.clip_gradient`). Discrete
   (D2SAC): x_0 are action logits, probabilities softmax(x_0). Gradients flow through all T steps.
 """
 
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
+from jaxdiff_rl.diffusion.samplers import CLIP_GRADIENTS
 from jaxdiff_rl.nets import MLP, Denoiser
 
 __all__ = ["ActorConfig", "ActorOutput", "ACTOR_KINDS", "actor_module", "actor_init", "actor_forward",
@@ -43,6 +45,11 @@ class ActorConfig:
         schedule: "vp" | "linear" | "cosine" (diffusion only).
         time_dim: sinusoidal time-embedding width (diffusion only).
         output_tanh: tanh on the denoiser's output (D2SAC's reference architecture).
+        clip_gradient: how the gradient of a continuous diffusion actor passes the [-1, 1] clip after every
+            step: "straight_through" (default; identity backward) or "zero" (the clip's derivative, GDMOPT's
+            `clamp`). With "zero" a DM-DDPG actor on FD-ISAC saturates at one corner of the box for every state
+            (98% of entries at |a| > 0.97, action std across states 0.02) and stops learning; see
+            `SamplerConfig.clip_gradient` and experiments/d2rl/README.md.
     """
 
     kind: str = "gaussian"
@@ -52,6 +59,7 @@ class ActorConfig:
     schedule: str = "vp"
     time_dim: int = 16
     output_tanh: bool = True
+    clip_gradient: str = "straight_through"
 
     def __post_init__(self) -> None:
         if self.kind not in ACTOR_KINDS:
@@ -61,6 +69,8 @@ class ActorConfig:
         if isinstance(self.diffusion_steps, bool) or not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 1:
             raise ValueError(f"ActorConfig.diffusion_steps (T) must be an integer >= 1, got {self.diffusion_steps!r}")
         make_schedule(self.schedule, 1)  # validates the name
+        if self.clip_gradient not in CLIP_GRADIENTS:
+            raise ValueError(f"ActorConfig.clip_gradient must be one of {CLIP_GRADIENTS}, got {self.clip_gradient!r}")
 
 
 class ActorOutput(NamedTuple):
@@ -104,7 +114,8 @@ def actor_forward(
     batch = obs.shape[0]
     if config.kind == "diffusion":
         schedule = make_schedule(config.schedule, config.diffusion_steps)
-        sampler = SamplerConfig(method="ddpm", clip_xt=None if discrete else (-1.0, 1.0))
+        sampler = SamplerConfig(method="ddpm", clip_xt=None if discrete else (-1.0, 1.0),
+                                clip_gradient=config.clip_gradient)
         model_fn = lambda x, t, cond, use_cond: module.apply(params, x, t, cond, use_cond)
         x0 = sample(key, model_fn, schedule, (batch, action_dim), cond=obs, config=sampler)
         if not discrete:

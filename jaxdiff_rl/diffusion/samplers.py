@@ -23,10 +23,11 @@ import numpy as np
 from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, gradient_guidance
 from jaxdiff_rl.diffusion.schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps
 
-__all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS"]
+__all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS", "CLIP_GRADIENTS"]
 
 ModelFn = Callable[[jax.Array, jax.Array, Any, Any], jax.Array]
 METHODS = ("ddpm", "ddim", "ode")
+CLIP_GRADIENTS = ("zero", "straight_through")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,11 @@ class SamplerConfig:
         prediction: what the network predicts, "eps" or "x0".
         clip_x0: (low, high) box for the predicted x0 at every step, or None.
         clip_xt: (low, high) box for the sample x_t after every step (RL actions), or None.
+        clip_gradient: how gradients pass `clip_xt`: "zero" (the clip's own derivative, 0 outside the box, as
+            `torch.clamp` in GDMOPT) or "straight_through" (forward clipped, backward identity). A chain trained
+            by maximising Q through it needs the latter: once an entry leaves the box its gradient is 0 for good,
+            and an untrained eps-network amplifies x_t by up to 1/sqrt(alpha_bar_t) per step, so most entries
+            leave the box at once (the D2RL actor then sticks to one corner of the box for every state).
         cfg_normalize_steps: with classifier-free guidance, rescale the guided noise to the norm of the
             conditional prediction during the first k steps (DiffSG uses 5 with w = 500).
         return_trajectory: also return {"x": [S+1, B, D] (x_T .. x_0), "x0_pred": [S, B, D]}.
@@ -63,6 +69,7 @@ class SamplerConfig:
     clip_x0: tuple[float, float] | None = None
     clip_xt: tuple[float, float] | None = None
     cfg_normalize_steps: int = 0
+    clip_gradient: str = "zero"
     return_trajectory: bool = False
     unroll: int | bool | None = None
 
@@ -84,6 +91,8 @@ class SamplerConfig:
             box = getattr(self, name)
             if box is not None and (len(box) != 2 or not float(box[0]) < float(box[1])):
                 raise ValueError(f"SamplerConfig.{name} must be None or (low, high) with low < high, got {box!r}")
+        if self.clip_gradient not in CLIP_GRADIENTS:
+            raise ValueError(f"SamplerConfig.clip_gradient must be one of {CLIP_GRADIENTS}, got {self.clip_gradient!r}")
         if self.unroll is not None and not isinstance(self.unroll, bool) and (
             not isinstance(self.unroll, int) or self.unroll < 1
         ):
@@ -229,7 +238,10 @@ def sample(
             # the last step ends at sigma = 0 where the network is not defined: Euler there
             x_next = jnp.where(t_prev >= 0, xbar_heun * jnp.sqrt(abar_prev), x_euler)
         if config.clip_xt is not None:
-            x_next = jnp.clip(x_next, *config.clip_xt)
+            clipped = jnp.clip(x_next, *config.clip_xt)
+            if config.clip_gradient == "straight_through":
+                clipped = x_next + jax.lax.stop_gradient(clipped - x_next)
+            x_next = clipped
         return x_next, (x_next, x0)
 
     steps = (jnp.asarray(ts), jnp.asarray(ts_prev), step_keys, jnp.arange(len(ts)))

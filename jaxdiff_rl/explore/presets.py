@@ -19,6 +19,7 @@ def d2rl_config(
     state_exploration: bool = False,
     action_gdm: bool = True,
     width: int = TABLE_II_WIDTH,
+    clip_gradient: str = "straight_through",
     **overrides: Any,
 ) -> AgentConfig:
     """DM-DDPG with D2RL's exploration networks (Table II: 4 x `width` AENPNN/SENPNN, 5 x `width` RENPNN, P = 6,
@@ -26,7 +27,8 @@ def d2rl_config(
     (a deterministic 4 x `width` MLP actor trained by the same DDPG loss). `width` scales all networks at once
     (the CPU reproduction uses smaller ones); `overrides` go to `AgentConfig`."""
     hidden4, hidden5 = (width,) * 4, (width,) * 5
-    actor = (ActorConfig(kind="diffusion", hidden_dims=hidden4, diffusion_steps=6, schedule="vp") if action_gdm
+    actor = (ActorConfig(kind="diffusion", hidden_dims=hidden4, diffusion_steps=6, schedule="vp",
+                         clip_gradient=clip_gradient) if action_gdm
              else ActorConfig(kind="deterministic", hidden_dims=hidden4))
     explore = ExploreConfig(reward=reward, state_exploration=state_exploration, reward_hidden_dims=hidden5,
                             state_hidden_dims=hidden4, diffusion_steps=6)

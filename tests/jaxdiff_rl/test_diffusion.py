@@ -1,6 +1,7 @@
 """Diffusion core against closed forms: schedules, forward marginals, posteriors, exact-score sampling of a
 Gaussian, guidance, chain log-likelihood, EMA, and bad input."""
 
+import dataclasses
 import math
 from functools import partial
 
@@ -152,6 +153,36 @@ def test_trajectory_shapes_and_clipping():
     assert float(jnp.abs(traj["x"][1:]).max()) <= 1.0 and float(jnp.abs(traj["x0_pred"]).max()) <= 1.0
 
 
+
+@pytest.mark.parametrize("mode", ["zero", "straight_through"])
+def test_clip_gradient_modes_against_closed_form(mode):
+    """With a zero noise prediction every DDPM step is linear, x_{t-1} = g_t x_t + std_t z with
+    g_t = coef1_t / sqrt(abar_t) + coef2_t, so d x_0 / d x_T is prod_t g_t (straight-through) or that product
+    times 1[x never clipped on its way] (the clip's own derivative); the forward values are equal either way."""
+    sch = make_schedule("vp", 6)
+    zero_eps = lambda x, t, cond, use_cond: jnp.zeros_like(x)
+    x_init = 0.1 * jax.random.normal(jax.random.key(1), (256, 3))
+    cfg = SamplerConfig(clip_xt=(-1.0, 1.0), clip_gradient=mode, return_trajectory=True)
+
+    def run(x):
+        return sample(jax.random.key(2), zero_eps, sch, x.shape, config=cfg, x_init=x)
+
+    x0, traj = run(x_init)
+    grad = np.asarray(jax.grad(lambda x: run(x)[0].sum())(x_init))
+    # NumPy reference: per-step gains in float64; which chains were clipped, from the stored trajectory
+    c1, c2 = np.asarray(sch.posterior_mean_coef1, np.float64), np.asarray(sch.posterior_mean_coef2, np.float64)
+    gain = c1 / np.sqrt(np.asarray(sch.alpha_bars, np.float64)) + c2
+    xs = np.asarray(traj["x"], np.float64)  # x_T .. x_0 after clipping
+    inside = np.all(np.abs(xs[1:]) < 1.0, axis=0)  # never clipped after any of the 6 steps
+    expected = np.prod(gain) * (inside if mode == "zero" else 1.0)
+    assert 0.05 < inside.mean() < 0.95  # both clipped and unclipped chains occur
+    np.testing.assert_allclose(grad, expected, rtol=2e-4, atol=1e-6)
+    np.testing.assert_array_equal(x0, run(x_init)[0])  # forward pass unchanged by the gradient mode
+    if mode == "zero":
+        other = dataclasses.replace(cfg, clip_gradient="straight_through")
+        np.testing.assert_array_equal(x0, sample(jax.random.key(2), zero_eps, sch, x_init.shape, config=other,
+                                                 x_init=x_init)[0])
+
 # --- guidance ------------------------------------------------------------------------------------------------------
 def test_cfg_combine_formula_and_w0():
     c, u = jnp.array([[1.0, 2.0]]), jnp.array([[0.5, -1.0]])
@@ -273,6 +304,8 @@ def test_bad_input_errors():
         SamplerConfig(method="ddim", eta=1.5)
     with pytest.raises(ValueError, match="num_steps"):
         SamplerConfig(method="ddpm", num_steps=3)
+    with pytest.raises(ValueError, match="clip_gradient"):
+        SamplerConfig(clip_xt=(-1.0, 1.0), clip_gradient="identity")
     net = Denoiser(out_dim=2, cond_dim=3, hidden_dims=(8,))
     params = net.init(jax.random.key(0), jnp.zeros((1, 2)), jnp.zeros(1, jnp.int32), jnp.zeros((1, 3)))
     sch = make_schedule("vp", 5)
