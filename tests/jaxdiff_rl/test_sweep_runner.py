@@ -90,7 +90,9 @@ def _final_params(run_dir: Path):
 
 @pytest.mark.heavy
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # the three processes compile the same program: a shared persistent cache compiles it once
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, *TRAIN_ARGS, "--out", str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
