@@ -16,7 +16,10 @@ values over the iteration's steps (where the env has `optimal_value`, else NaN),
 loss, Q, target, entropy, alpha, per-layer gradient norms), and `updating` (1 once updates have started).
 With D2RL exploration (`AgentConfig.explore`, see `jaxdiff_rl.explore`): `reward_mean` is the designed reward the
 agent learns from, `objective_mean` the environment's own reward (C), `optimum_fraction` uses C, and `chi`,
-`substituted_fraction`, `reward_net_loss`, `state_net_loss` and per-layer gradient weight/bias means are added.
+`substituted_fraction`, `reward_net_loss`, `state_net_loss` and per-layer gradient weight/bias means are added;
+`objective_mean_observed` is C over the steps whose action was chosen on the true state (NaN if every step of the
+iteration was substituted): with state exploration, `objective_mean` also counts the actions chosen on a synthetic
+state, which the environment rewards on the true one.
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: j
         "objective_sum": jnp.sum(objective),
         "optimum_sum": jnp.sum(optimum),
         "substituted": jnp.sum(substituted.astype(jnp.float32)),
+        "objective_observed_sum": jnp.sum(jnp.where(substituted, 0.0, objective)),
     }
     rs = rs.replace(
         env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
@@ -225,6 +229,9 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
         explore_state = explore.end_epoch(config.explore, explore_state, loss_metrics.get("state_net_loss"), hparams)
         metrics["objective_mean"] = totals["objective_sum"] / steps
         metrics["substituted_fraction"] = totals["substituted"] / steps
+        observed = steps - totals["substituted"]
+        metrics["objective_mean_observed"] = jnp.where(
+            observed > 0, totals["objective_observed_sum"] / jnp.maximum(observed, 1.0), jnp.nan)
         metrics["chi"] = explore_state.chi
     rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1, explore=explore_state)
     return rs, metrics

@@ -57,6 +57,10 @@ def _curves(ax_rate, ax_reward, runs: dict, labels: dict, window: int, refs: dic
             x = np.arange(len(mean))
             line, = ax.plot(x, mean, label=labels[name])
             ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=line.get_color())
+        if np.nanmean(run["metrics"].get("substituted_fraction", 0.0)) > 0:  # state exploration acted
+            ma = np.nanmean(moving_average(run["metrics"]["objective_mean_observed"], window), 0)
+            ax_rate.plot(np.arange(len(ma)), ma, ls=":", color=line.get_color(),
+                         label=f"{labels[name]}, true-state steps")
     for k, (name, value) in enumerate((refs or {}).items()):
         if name != "upper bound R'":
             ax_rate.axhline(value, ls="--", lw=0.8, color="k" if k else "grey", label=f"{name} policy")
@@ -123,17 +127,19 @@ def fig2_3(scale: Scale, seeds: int, out: Path, force: bool) -> dict:
     return summary
 
 
-def fig4_6(scale: Scale, seeds: int, out: Path, force: bool) -> dict:
-    runs = {d: run_variant(scale, d, scale.config(d), scale.base_hparams(), seeds, force) for d in DESIGNS}
+def fig4_6(scale: Scale, seeds: int, out: Path, force: bool, designs: tuple[str, ...] = DESIGNS) -> dict:
+    runs = {d: run_variant(scale, d, scale.config(d), scale.base_hparams(), seeds, force) for d in designs}
     _save_curves(runs, LABELS, scale, out / "fig4_reward_designs.png",
                  f"Fig. 4: reward designs, A. w/ GDM ({seeds} seeds, mean ± std)")
     summary = summarise(runs, scale, seeds)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for j, kind in enumerate(("weight", "bias")):
-        for i, d in enumerate(DESIGNS):
+        width = 0.8 / len(designs)
+        for i, d in enumerate(designs):
             values = _grad_means(runs[d]["metrics"], kind)
-            axes[j].bar(np.arange(len(values)) + 0.16 * (i - 2), values, width=0.16, label=LABELS[d])
+            axes[j].bar(np.arange(len(values)) + width * (i - (len(designs) - 1) / 2), values, width=width,
+                        label=LABELS[d])
             summary[d][f"grad_{kind}_per_layer"] = values.tolist()
         axes[j].set(xlabel="actor trunk layer", ylabel=f"mean |dL/d{kind}|", title=f"({'ab'[j]}) gradient {kind}")
         axes[j].set_xticks(np.arange(len(values)), [f"L{k + 1}" for k in range(len(values))])
@@ -233,6 +239,17 @@ def fig8_9(scale: Scale, seeds: int, out: Path, force: bool, best: dict | None,
     fig.savefig(out / "fig8_state_exploration.png", dpi=130)
     plt.close(fig)
     summary = summarise(runs, scale, seeds)
+    for name, run in runs.items():  # C of the actions chosen on the true state (substituted steps left out)
+        m = run["metrics"]
+        # runs cached before the metric existed: without substitution every step saw the true state
+        observed = np.asarray(m["objective_mean_observed"] if "objective_mean_observed" in m else
+                              np.where(m["substituted_fraction"] == 0, m["objective_mean"], np.nan), np.float64)
+        tail = np.nanmean(observed[:, -max(1, observed.shape[1] // 10):], axis=1)
+        summary[name]["observed_plateau"] = convergence(np.nanmean(observed, 0), scale.window)["plateau"]
+        summary[name]["observed_per_seed_mean"] = float(tail.mean())
+        summary[name]["observed_per_seed_std"] = float(tail.std(ddof=1)) if len(tail) > 1 else 0.0
+        sub = run["metrics"]["substituted_fraction"]
+        summary[name]["substituted_fraction"] = float(np.nanmean(sub[:, -max(1, sub.shape[1] // 10):]))
     _compute_bars(summary, labels, out / "fig9_state_compute.png", "Fig. 9: compute with / without state exploration")
     _write(out, "fig8_9", summary)
     return summary
@@ -247,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep-seeds", type=int, default=2)
     parser.add_argument("--force", action="store_true", help="retrain instead of using cached runs")
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS,
-                        help="reward designs of Figs. 8-9 (default: all five)")
+                        help="reward designs of Figs. 4-6 and 8-9 (default: all five)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.sweep_seeds < 1:
         parser.error("--seeds and --sweep-seeds must be >= 1")
@@ -258,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     if "2" in args.figs:
         print(json.dumps(fig2_3(scale, args.seeds, out, args.force), indent=1))
     if "4" in args.figs:
-        print(json.dumps(fig4_6(scale, args.seeds, out, args.force), indent=1))
+        print(json.dumps(fig4_6(scale, args.seeds, out, args.force, tuple(args.designs)), indent=1))
     if "7" in args.figs:
         best = {d: s["best"] for d, s in fig7(scale, args.sweep_seeds, args.seeds, out, args.force).items()}
         print(json.dumps(best, indent=1))

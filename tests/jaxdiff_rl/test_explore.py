@@ -161,6 +161,11 @@ def test_run_chi_and_substitution(small_run):
     picked = m["substituted_fraction"][before == 0.75].sum() * config.num_envs
     draws = (before == 0.75).sum() * config.num_envs
     assert abs(picked / draws - 0.75) < 4 * math.sqrt(0.75 * 0.25 / draws)
+    # C over the true-state steps: all of C without substitution, undefined when every step was substituted
+    sub, obs_c, all_c = m["substituted_fraction"], m["objective_mean_observed"], m["objective_mean"]
+    np.testing.assert_allclose(obs_c[sub == 0], all_c[sub == 0], rtol=1e-6)
+    assert np.all(np.isnan(obs_c[sub == 1])) and np.all(np.isfinite(obs_c[sub < 1]))
+    assert (sub == 1).any() and ((sub > 0) & (sub < 1)).any()  # both cases occur in this run
 
 
 @pytest.mark.xdist_group("explore_run")  # one worker builds the shared run

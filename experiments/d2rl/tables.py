@@ -1,0 +1,92 @@
+"""Print the README's Markdown tables from the JSON that `reproduce.py` wrote for one scale.
+
+    python experiments/d2rl/tables.py --scale quick
+
+Columns (see README "Convergence"): plateau = seed-mean MA sum rate (bit/s/Hz) over the last 10% of epochs;
+per seed = mean ± std over seeds of each seed's last-10% mean; conv. = convergence epoch (2% band);
+95% = first epoch at 95% of the figure's best plateau; ms/epoch = one seed's share of the vmapped program's CPU time;
+total = conv. x ms/epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.d2rl.common import LABELS as DESIGN_LABELS
+from experiments.d2rl.common import RESULTS
+
+LABELS = {"a_without_gdm": "A. w/o GDM (MLP actor)", "a_with_gdm": "A. w/ GDM (DM-DDPG)", **DESIGN_LABELS}
+
+
+def _per_seed(v: dict) -> str:
+    return f"{v['per_seed_mean']:.3f} ± {v['per_seed_std']:.3f}" if "per_seed_mean" in v else "-"
+
+
+def _observed(v: dict) -> str:
+    if "observed_plateau" not in v:
+        return "-"
+    return (f"{v['observed_plateau']:.3f} ({v['observed_per_seed_mean']:.3f} ± {v['observed_per_seed_std']:.3f}; "
+            f"{v['substituted_fraction']:.0%})")
+
+
+def convergence_table(summary: dict) -> str:
+    """Figs. 2-3 / 4-6: one row per variant."""
+    rows = ["| variant | plateau | per seed | conv. | 95% | ms/epoch | total (s) |", "|---|---|---|---|---|---|---|"]
+    for name, v in summary.items():
+        if not isinstance(v, dict) or "plateau" not in v:
+            continue
+        reach = v["epoch_to_95pct_best"]
+        rows.append(f"| {LABELS.get(name, name)} | {v['plateau']:.3f} | {_per_seed(v)} | {v['epoch']} | "
+                    f"{'never' if reach is None else reach} | {1e3 * v['seconds_per_epoch']:.2f} | "
+                    f"{v['total_seconds_to_convergence']:.1f} |")
+    return "\n".join(rows)
+
+
+def state_table(summary: dict) -> str:
+    """Figs. 8-9: each design without -> with state exploration."""
+    rows = ["| design | plateau w/o -> with | per seed w/o -> with | with, true-state steps only (substituted) | "
+            "conv. w/o -> with | ms/epoch w/o -> with |", "|---|---|---|---|---|---|"]
+    for name, base in summary.items():
+        sexp = summary.get(f"{name}_sexp")
+        if name.endswith("_sexp") or sexp is None:
+            continue
+        ratio = sexp["seconds_per_epoch"] / base["seconds_per_epoch"] - 1
+        rows.append(f"| {LABELS.get(name, name)} | {base['plateau']:.3f} -> {sexp['plateau']:.3f} | "
+                    f"{_per_seed(base)} -> {_per_seed(sexp)} | {_observed(sexp)} | {base['epoch']} -> {sexp['epoch']} | "
+                    f"{1e3 * base['seconds_per_epoch']:.2f} -> {1e3 * sexp['seconds_per_epoch']:.2f} "
+                    f"({ratio:+.0%}) |")
+    return "\n".join(rows)
+
+
+def sweep_table(summary: dict) -> str:
+    """Fig. 7: per design, the (M, eta) cells' summed gradient weight and plateau."""
+    rows = ["| design | baseline weight (w/o S. Exp.) | cells' weight | best cell (M, eta) | best plateau |",
+            "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        weights = [c["weight"] for c in s["cells"]]
+        rows.append(f"| {LABELS.get(name, name)} | {1e3 * s['baseline']['weight']:.2f}e-3 | "
+                    f"{1e3 * min(weights):.2f}-{1e3 * max(weights):.2f}e-3 | ({s['best']['M']}, {s['best']['eta']}) | "
+                    f"{s['best']['plateau']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="quick")
+    args = parser.parse_args(argv)
+    out = RESULTS / args.scale
+    if not out.is_dir():
+        parser.error(f"--scale: no results in {out} (run reproduce.py --scale {args.scale} first)")
+    for name, fmt in (("fig2_3", convergence_table), ("fig4_6", convergence_table), ("fig7", sweep_table),
+                      ("fig8_9", state_table)):
+        path = Path(out / f"{name}.json")
+        if path.exists():
+            print(f"\n**{name}**\n\n{fmt(json.loads(path.read_text()))}")
+            if "baselines" in (data := json.loads(path.read_text())):
+                print("\nreference levels: " + ", ".join(f"{k} {v:.3f}" for k, v in data["baselines"].items()))
+
+
+if __name__ == "__main__":
+    main()
