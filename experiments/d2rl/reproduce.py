@@ -239,6 +239,9 @@ def fig8_9(scale: Scale, seeds: int, out: Path, force: bool, best: dict | None,
     fig.savefig(out / "fig8_state_exploration.png", dpi=130)
     plt.close(fig)
     summary = summarise(runs, scale, seeds)
+    for d in designs:
+        choice = (best or PAPER_BEST).get(d, {"M": 0.9, "eta": 0.001})
+        summary[f"{d}_sexp"].update(M=choice["M"], eta=choice["eta"])
     for name, run in runs.items():  # C of the actions chosen on the true state (substituted steps left out)
         m = run["metrics"]
         # runs cached before the metric existed: without substitution every step saw the true state
@@ -265,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="retrain instead of using cached runs")
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS,
                         help="reward designs of Figs. 4-6 and 8-9 (default: all five)")
+    parser.add_argument("--sexp-from", choices=sorted(SCALES), default=None, metavar="SCALE",
+                        help="take Figs. 8-9's (M, eta) per design from SCALE's Fig. 7 sweep (default: this scale's "
+                             "own sweep if it has one, else the paper's tuned values)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.sweep_seeds < 1:
         parser.error("--seeds and --sweep-seeds must be >= 1")
@@ -279,8 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     if "7" in args.figs:
         best = {d: s["best"] for d, s in fig7(scale, args.sweep_seeds, args.seeds, out, args.force).items()}
         print(json.dumps(best, indent=1))
-    elif (out / "fig7.json").exists():
-        best = {d: s["best"] for d, s in json.loads((out / "fig7.json").read_text()).items()}
+    else:
+        sweep = RESULTS / (args.sexp_from or scale.name) / "fig7.json"
+        if sweep.exists():
+            best = {d: s["best"] for d, s in json.loads(sweep.read_text()).items()}
+        elif args.sexp_from:
+            parser.error(f"--sexp-from: no Fig. 7 sweep in {sweep} (run reproduce.py --figs 7 --scale "
+                         f"{args.sexp_from} first)")
     if "8" in args.figs:
         print(json.dumps(fig8_9(scale, args.seeds, out, args.force, best, tuple(args.designs)), indent=1))
 

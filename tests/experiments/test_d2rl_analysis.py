@@ -1,0 +1,102 @@
+"""The D2RL reproduction's analysis (experiments/d2rl): the moving average, the convergence rule and the
+first-reach epoch against plain Python loops over their definitions, the README tables against hand-made
+summaries, and the command line's checks. No training runs here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.d2rl import common, reproduce, tables
+
+
+def _loop_moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    out = np.empty(len(x))
+    for t in range(len(x)):
+        chunk = x[max(0, t + 1 - window): t + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        out[t] = chunk.mean() if len(chunk) else np.nan
+    return out
+
+
+def test_moving_average_matches_a_loop_with_missing_values():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 200))
+    x[0, 5:9] = np.nan  # epochs before learning starts are NaN in the metrics
+    x[2, :3] = np.nan
+    got = common.moving_average(x, 25)
+    for row in range(3):
+        np.testing.assert_allclose(got[row], _loop_moving_average(x[row], 25), rtol=1e-12, equal_nan=True)
+
+
+def test_convergence_epoch_and_plateau_follow_the_definition():
+    rng = np.random.default_rng(1)
+    epochs, window, tol = 2000, 50, 0.02
+    curve = 0.5 * (1 - np.exp(-np.arange(epochs) / 300)) + 0.2 + 0.01 * rng.normal(size=epochs)
+    got = common.convergence(curve, window, tol)
+    ma = _loop_moving_average(curve, window)
+    plateau = ma[-epochs // 10:].mean()
+    last_outside = max(t for t in range(epochs) if abs(ma[t] - plateau) > tol * plateau)
+    assert got["plateau"] == pytest.approx(plateau, rel=1e-12)
+    assert got["epoch"] == last_outside + 1
+    # the curve rises over ~300-epoch time constant: 2% of 0.7 is reached around 300 * ln(0.5 / 0.014) = 1070
+    assert 900 < got["epoch"] < 1300
+
+
+def test_flat_curve_converges_at_once_and_first_reach_needs_a_full_window():
+    assert common.convergence(np.full(500, 0.4), 20)["epoch"] == 0
+    curve = np.concatenate([np.zeros(100), np.ones(100)])
+    ma = _loop_moving_average(curve, 10)
+    expected = next(t for t in range(10, 200) if ma[t] >= 0.5)
+    assert common.first_reach(curve, 10, 0.5) == expected
+    assert common.first_reach(curve, 10, 1.5) is None
+    assert common.first_reach(np.ones(50), 10, 0.5) == 10  # not before one full window
+
+
+def _row(plateau: float, epoch: int, ms: float, **extra) -> dict:
+    return {"plateau": plateau, "epoch": epoch, "seconds_per_epoch": ms / 1e3, "per_seed_mean": plateau,
+            "per_seed_std": 0.01, "total_seconds_to_convergence": epoch * ms / 1e3, "epoch_to_95pct_best": None,
+            **extra}
+
+
+def test_tables_print_each_variant_once_with_its_numbers():
+    summary = {"designed": _row(0.45, 4000, 4.0), "raw": _row(0.40, 4999, 4.0), "baselines": {"random": 0.27}}
+    text = tables.convergence_table(summary)
+    lines = text.splitlines()
+    assert len(lines) == 4  # header, rule, one row per variant; the baselines are not a variant
+    assert "| Designed R. | 0.450 | 0.450 ± 0.010 | 4000 | never | 4.00 | 16.0 |" in lines
+    state = {"designed": _row(0.45, 4000, 4.0),
+             "designed_sexp": _row(0.36, 4900, 4.4, observed_plateau=0.39, observed_per_seed_mean=0.39,
+                                   observed_per_seed_std=0.04, substituted_fraction=0.3)}
+    rows = tables.state_table(state).splitlines()
+    assert len(rows) == 3
+    assert "0.450 -> 0.360" in rows[2] and "0.390 (0.390 ± 0.040; 30%)" in rows[2] and "(+10%)" in rows[2]
+
+
+def test_sexp_from_a_scale_without_a_sweep_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit):
+        reproduce.main(["--figs", "8", "--scale", "smoke", "--sexp-from", "quick"])
+    assert "--sexp-from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reproduce.main(["--seeds", "0"])
+
+
+def test_sexp_from_reads_the_other_scales_choice(tmp_path, monkeypatch):
+    sweep = {"designed": {"best": {"M": 0.3, "eta": 0.001, "plateau": 0.36}}}
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "fig7.json").write_text(json.dumps(sweep))
+    seen = {}
+
+    def fake_fig8_9(scale, seeds, out, force, best, designs):
+        seen.update(scale=scale.name, best=best, designs=designs)
+        return {}
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    monkeypatch.setattr(reproduce, "fig8_9", fake_fig8_9)
+    reproduce.main(["--figs", "8", "--scale", "long", "--sexp-from", "quick", "--designs", "designed"])
+    assert seen == {"scale": "long", "best": {"designed": sweep["designed"]["best"]}, "designs": ("designed",)}
+    reproduce.main(["--figs", "8", "--scale", "long"])  # no sweep of its own: the paper's values (best=None)
+    assert seen["best"] is None
