@@ -176,7 +176,8 @@ def first_reach(curve: np.ndarray, window: int, level: float) -> int | None:
 def summarise(runs: dict[str, dict], scale: Scale, seeds: int) -> dict[str, dict]:
     """Per variant: plateau, convergence epoch, total compute to convergence, compute per epoch (one seed's
     share of the vmapped program), epoch reaching 95% of the best plateau, and the mean ± std over seeds of each
-    seed's mean sum rate over the last 10% of epochs (the spread that says whether two plateaus differ)."""
+    seed's mean sum rate over the last 10% of epochs (the spread that says whether two plateaus differ; "per_seed"
+    lists them, so a variant where some seeds stall shows as such)."""
     out = {}
     curves = {name: np.nanmean(run["metrics"]["objective_mean"], axis=0) for name, run in runs.items()}
     for name, run in runs.items():
@@ -185,7 +186,8 @@ def summarise(runs: dict[str, dict], scale: Scale, seeds: int) -> dict[str, dict
         out[name] = {**convergence(curves[name], scale.window),
                      "seconds_per_epoch": run["seconds_per_epoch"] / run["runs"],
                      "per_seed_mean": float(per_seed.mean()),
-                     "per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0}
+                     "per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+                     "per_seed": per_seed.tolist()}
     best = max(v["plateau"] for v in out.values())
     for name, v in out.items():
         v["total_seconds_to_convergence"] = v["epoch"] * v["seconds_per_epoch"]

@@ -3,7 +3,7 @@
     python experiments/d2rl/tables.py --scale quick
 
 Columns (see README "Convergence"): plateau = seed-mean MA sum rate (bit/s/Hz) over the last 10% of epochs;
-per seed = mean ± std over seeds of each seed's last-10% mean; conv. = convergence epoch (2% band);
+per seed = mean ± std over seeds of each seed's last-10% mean; lowest seed = the smallest of them; conv. = convergence epoch (2% band);
 95% = first epoch at 95% of the figure's best plateau; ms/epoch = one seed's share of the vmapped program's CPU time;
 total = conv. x ms/epoch.
 """
@@ -33,12 +33,14 @@ def _observed(v: dict) -> str:
 
 def convergence_table(summary: dict) -> str:
     """Figs. 2-3 / 4-6: one row per variant."""
-    rows = ["| variant | plateau | per seed | conv. | 95% | ms/epoch | total (s) |", "|---|---|---|---|---|---|---|"]
+    rows = ["| variant | plateau | per seed | lowest seed | conv. | 95% | ms/epoch | total (s) |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, v in summary.items():
         if not isinstance(v, dict) or "plateau" not in v:
             continue
         reach = v["epoch_to_95pct_best"]
-        rows.append(f"| {LABELS.get(name, name)} | {v['plateau']:.3f} | {_per_seed(v)} | {v['epoch']} | "
+        lowest = f"{min(v['per_seed']):.3f}" if "per_seed" in v else "-"
+        rows.append(f"| {LABELS.get(name, name)} | {v['plateau']:.3f} | {_per_seed(v)} | {lowest} | {v['epoch']} | "
                     f"{'never' if reach is None else reach} | {1e3 * v['seconds_per_epoch']:.2f} | "
                     f"{v['total_seconds_to_convergence']:.1f} |")
     return "\n".join(rows)

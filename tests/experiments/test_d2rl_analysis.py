@@ -62,11 +62,13 @@ def _row(plateau: float, epoch: int, ms: float, **extra) -> dict:
 
 
 def test_tables_print_each_variant_once_with_its_numbers():
-    summary = {"designed": _row(0.45, 4000, 4.0), "raw": _row(0.40, 4999, 4.0), "baselines": {"random": 0.27}}
+    summary = {"designed": _row(0.45, 4000, 4.0), "raw": _row(0.40, 4999, 4.0, per_seed=[0.5, 0.33, 0.37]),
+               "baselines": {"random": 0.27}}
     text = tables.convergence_table(summary)
     lines = text.splitlines()
     assert len(lines) == 4  # header, rule, one row per variant; the baselines are not a variant
-    assert "| Designed R. | 0.450 | 0.450 ± 0.010 | 4000 | never | 4.00 | 16.0 |" in lines
+    assert "| Designed R. | 0.450 | 0.450 ± 0.010 | - | 4000 | never | 4.00 | 16.0 |" in lines
+    assert "| Raw R. | 0.400 | 0.400 ± 0.010 | 0.330 | 4999 | never | 4.00 | 20.0 |" in lines
     state = {"designed": _row(0.45, 4000, 4.0),
              "designed_sexp": _row(0.36, 4900, 4.4, observed_plateau=0.39, observed_per_seed_mean=0.39,
                                    observed_per_seed_std=0.04, substituted_fraction=0.3)}
