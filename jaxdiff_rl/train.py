@@ -19,7 +19,8 @@ agent learns from, `objective_mean` the environment's own reward (C), `optimum_f
 `substituted_fraction`, `reward_net_loss`, `state_net_loss` and per-layer gradient weight/bias means are added;
 `objective_mean_observed` is C over the steps whose action was chosen on the true state (NaN if every step of the
 iteration was substituted): with state exploration, `objective_mean` also counts the actions chosen on a synthetic
-state, which the environment rewards on the true one.
+state, which the environment rewards on the true one; `substituted_state_gap` = sum |S_hat - S| / sum |S| over the
+substituted steps (how far the synthetic states are from the observed ones they replace; NaN if none).
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: j
         "substituted": jnp.sum(substituted.astype(jnp.float32)),
         "objective_observed_sum": jnp.sum(jnp.where(substituted, 0.0, objective)),
     }
+    if config.explore is not None:  # rows not substituted have obs_seen == obs: both sums are over substituted rows
+        stats["state_gap_sum"] = jnp.sum(jnp.abs(obs_seen - rs.obs))
+        stats["substituted_state_abs_sum"] = jnp.sum(jnp.where(substituted[:, None], jnp.abs(rs.obs), 0.0))
     rs = rs.replace(
         env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
         env_steps=rs.env_steps + n,
@@ -232,6 +236,9 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
         observed = steps - totals["substituted"]
         metrics["objective_mean_observed"] = jnp.where(
             observed > 0, totals["objective_observed_sum"] / jnp.maximum(observed, 1.0), jnp.nan)
+        metrics["substituted_state_gap"] = jnp.where(
+            totals["substituted"] > 0, totals["state_gap_sum"] / jnp.maximum(totals["substituted_state_abs_sum"], 1e-12),
+            jnp.nan)
         metrics["chi"] = explore_state.chi
     rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1, explore=explore_state)
     return rs, metrics

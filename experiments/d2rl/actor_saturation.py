@@ -20,17 +20,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.d2rl.common import RESULTS, SCALES, Scale, make_env
 from jaxdiff_rl.agents.base import make_critic
 from jaxdiff_rl.agents.networks import actor_forward
 from jaxdiff_rl.sweep import grid, with_seeds
 from jaxdiff_rl.train import _to_env_action, make_trainer
+
+# run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from experiments.d2rl.common import RESULTS, SCALES, Scale, make_env  # noqa: E402
 
 VARIANTS = {"GDM actor, clip gradient zero": ("zero", True),
             "GDM actor, clip gradient straight-through": ("straight_through", True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from jaxdiff_rl.train import make_trainer
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-KEEP = ("objective_mean", "objective_mean_observed", "reward_mean", "optimum_fraction", "chi", "substituted_fraction", "state_net_loss",
+KEEP = ("objective_mean", "objective_mean_observed", "reward_mean", "optimum_fraction", "chi", "substituted_fraction",
+        "substituted_state_gap", "state_net_loss",
         "reward_net_loss", "critic_loss", "actor_loss", "env_steps")
 
 LABELS = {
@@ -52,9 +54,10 @@ class Scale:
     window: int
     clip_gradient: str = "straight_through"
 
-    def config(self, reward: str, state_exploration: bool = False, action_gdm: bool = True):
+    def config(self, reward: str, state_exploration: bool = False, action_gdm: bool = True,
+               state_forward_steps: int | None = None):
         return d2rl_config(reward, state_exploration, action_gdm=action_gdm, width=self.width,
-                           clip_gradient=self.clip_gradient,
+                           clip_gradient=self.clip_gradient, state_forward_steps=state_forward_steps,
                            batch_size=self.batch_size, buffer_size=self.buffer_size, num_iterations=self.epochs,
                            num_envs=self.num_envs, learning_starts=self.learning_starts)
 
@@ -194,3 +197,25 @@ def summarise(runs: dict[str, dict], scale: Scale, seeds: int) -> dict[str, dict
         v["epoch_to_95pct_best"] = first_reach(curves[name], scale.window, 0.95 * best)
         v["seeds"] = seeds
     return out
+
+
+def state_stats(run: dict, window: int) -> dict[str, float]:
+    """State-exploration statistics of a run over the last 10% of epochs: C of the actions chosen on the true state
+    ("observed_*": plateau of the seed mean, and mean ± std over seeds), the substituted share of steps, and how
+    far the substituted synthetic states were from the observed ones (sum |S_hat - S| / sum |S|; NaN if no step
+    was substituted or the run predates the metric)."""
+    m = run["metrics"]
+    tail = lambda x: np.asarray(x, np.float64)[:, -max(1, np.shape(x)[1] // 10):]
+    # runs cached before the metric existed: without substitution every step saw the true state
+    observed = np.asarray(m["objective_mean_observed"] if "objective_mean_observed" in m else
+                          np.where(m["substituted_fraction"] == 0, m["objective_mean"], np.nan), np.float64)
+    per_seed = np.nanmean(tail(observed), axis=1)
+    gap = tail(m["substituted_state_gap"]) if "substituted_state_gap" in m else np.full((1, 1), np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: no substitution
+        gap_mean = float(np.nanmean(gap))
+    return {"observed_plateau": convergence(np.nanmean(observed, 0), window)["plateau"],
+            "observed_per_seed_mean": float(per_seed.mean()),
+            "observed_per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+            "substituted_fraction": float(np.nanmean(tail(m["substituted_fraction"]))),
+            "state_gap": None if np.isnan(gap_mean) else gap_mean}

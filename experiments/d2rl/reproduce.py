@@ -14,12 +14,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from experiments.d2rl.common import (LABELS, RESULTS, SCALES, Scale, baselines, convergence, first_reach,
-                                     moving_average, run_variant, summarise)
+# run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from experiments.d2rl.common import (  # noqa: E402
+    LABELS, RESULTS, SCALES, Scale, baselines, convergence, first_reach, moving_average, run_variant, state_stats,
+    summarise)
 
 DESIGNS = ("raw", "designed", "designed_mlp", "gdm", "designed_gdm")
 # seed 003's tuned (M, eta) per design (Fig. 7), used where this scale has no Fig. 7 sweep of its own; the paper
@@ -242,17 +247,8 @@ def fig8_9(scale: Scale, seeds: int, out: Path, force: bool, best: dict | None,
     for d in designs:
         choice = (best or PAPER_BEST).get(d, {"M": 0.9, "eta": 0.001})
         summary[f"{d}_sexp"].update(M=choice["M"], eta=choice["eta"])
-    for name, run in runs.items():  # C of the actions chosen on the true state (substituted steps left out)
-        m = run["metrics"]
-        # runs cached before the metric existed: without substitution every step saw the true state
-        observed = np.asarray(m["objective_mean_observed"] if "objective_mean_observed" in m else
-                              np.where(m["substituted_fraction"] == 0, m["objective_mean"], np.nan), np.float64)
-        tail = np.nanmean(observed[:, -max(1, observed.shape[1] // 10):], axis=1)
-        summary[name]["observed_plateau"] = convergence(np.nanmean(observed, 0), scale.window)["plateau"]
-        summary[name]["observed_per_seed_mean"] = float(tail.mean())
-        summary[name]["observed_per_seed_std"] = float(tail.std(ddof=1)) if len(tail) > 1 else 0.0
-        sub = run["metrics"]["substituted_fraction"]
-        summary[name]["substituted_fraction"] = float(np.nanmean(sub[:, -max(1, sub.shape[1] // 10):]))
+    for name, run in runs.items():
+        summary[name].update(state_stats(run, scale.window))
     _compute_bars(summary, labels, out / "fig9_state_compute.png", "Fig. 9: compute with / without state exploration")
     _write(out, "fig8_9", summary)
     return summary

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from experiments.d2rl.common import LABELS as DESIGN_LABELS
-from experiments.d2rl.common import RESULTS
+# run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from experiments.d2rl.common import LABELS as DESIGN_LABELS  # noqa: E402
+from experiments.d2rl.common import RESULTS  # noqa: E402
 
 LABELS = {"a_without_gdm": "A. w/o GDM (MLP actor)", "a_with_gdm": "A. w/ GDM (DM-DDPG)", **DESIGN_LABELS}
 

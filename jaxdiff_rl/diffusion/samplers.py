@@ -182,8 +182,9 @@ def sample(
     guide_fn: GuideFn | None = None,
     guide_scale: jax.Array | float = 1.0,
     x_init: jax.Array | None = None,
+    start_step: int | None = None,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-    """Draw B samples of width D by running the reverse chain from x_T ~ N(0, I).
+    """Draw B samples of width D by running the reverse chain from x_T ~ N(0, I) (or from `x_init`).
 
     Args:
         key: PRNG key (fresh noise for x_T and every stochastic step).
@@ -194,7 +195,10 @@ def sample(
         config: static settings, `SamplerConfig`.
         cfg_weight: classifier-free guidance weight w (None: plain conditional sampling; needs `cond`).
         guide_fn: g(x, cond) -> [B] to ascend (gradient guidance), with weight `guide_scale`.
-        x_init: optional x_T [B, D] instead of drawing it.
+        x_init: optional x_T [B, D] instead of drawing it (with `start_step`: x_{start_step}).
+        start_step: static 0-indexed step s < T at which the chain starts, e.g. x_init = q_sample(x0, s): only the
+            steps t <= s run (SDEdit-style partial denoising; DDPM's s + 1 steps). None: all steps (t = T-1 .. 0).
+            With a strided DDIM/ODE subset, s must be one of its steps.
     Returns:
         x_0 [B, D], or (x_0, trajectory) with `config.return_trajectory`.
     """
@@ -206,6 +210,18 @@ def sample(
     _check_weight("guide_scale", guide_scale)
     batch, _ = shape
     ts, ts_prev = config.timesteps(schedule.num_steps)
+    if start_step is not None:
+        if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or not (
+            0 <= start_step < schedule.num_steps
+        ):
+            raise ValueError(f"start_step must be a static integer in [0, {schedule.num_steps - 1}] (the schedule's "
+                             f"steps), got {start_step!r}")
+        if start_step not in ts:
+            raise ValueError(f"start_step={start_step} is not one of the sampler's steps {ts.tolist()}")
+        if x_init is None:
+            raise ValueError("start_step needs x_init: the noised data x_{start_step} [B, D] to start from")
+        keep = ts <= start_step
+        ts, ts_prev = ts[keep], ts_prev[keep]
     key_init, key_steps = jax.random.split(key)
     x = jax.random.normal(key_init, shape, jnp.float32) if x_init is None else x_init
     step_keys = jax.random.split(key_steps, len(ts))

@@ -40,6 +40,10 @@ class ExploreConfig:
         reward_hidden_dims: RENPNN trunk (Table II: 5 hidden layers of 256); also the MLP correction's.
         state_hidden_dims: SENPNN trunk (Table II: 4 hidden layers of 256).
         diffusion_steps: P of both GDMs (Table II: 6). schedule: their noise schedule.
+        state_forward_steps: how many forward (noising) steps Mode II applies to S^0 before as many reverse steps,
+            1..P; None: all P (Algorithm 1 as written: with the vp schedule S^P keeps sqrt(abar_P) = 8% of S^0, so
+            S_hat^0 is a fresh sample of the learned state distribution). Fewer steps keep S_hat^0 near S^0
+            (p = 1: 93% of S^0 survives the noising, and one reverse step projects it back onto the learned states).
         activation, time_dim: as for the actor's denoiser.
     """
 
@@ -48,6 +52,7 @@ class ExploreConfig:
     reward_hidden_dims: tuple[int, ...] = (256, 256, 256, 256, 256)
     state_hidden_dims: tuple[int, ...] = (256, 256, 256, 256)
     diffusion_steps: int = 6
+    state_forward_steps: int | None = None
     schedule: str = "vp"
     activation: str = "mish"
     time_dim: int = 16
@@ -62,6 +67,11 @@ class ExploreConfig:
         steps = self.diffusion_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"ExploreConfig.diffusion_steps (P) must be an integer >= 1, got {steps!r}")
+        forward = self.state_forward_steps
+        if forward is not None and (isinstance(forward, bool) or not isinstance(forward, int)
+                                    or not 1 <= forward <= steps):
+            raise ValueError(f"ExploreConfig.state_forward_steps must be None or an integer in [1, P={steps}], "
+                             f"got {forward!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"ExploreConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if isinstance(self.time_dim, bool) or not isinstance(self.time_dim, int) or self.time_dim < 1:

@@ -4,7 +4,10 @@ The SENPNN eps_w is a GDM of the observed states S^0, trained with the noise-pre
 (= eq. 8, `diffusion_loss`). Mode II generates an explored state by running the forward process on S^0 to step P
 and the reverse process back: S_hat^0 = reverse_w(q(x_P | S^0)). With the vp schedule and P = 6,
 alpha_bar_P = 0.0064, so S_hat^0 is essentially a fresh sample of the learned state distribution (diverse states),
-not a denoised copy of S^0.
+not a denoised copy of S^0. `ExploreConfig.state_forward_steps` = p < P noises S^0 only to step p and runs the
+last p reverse steps (a partial forward process, as in SDEdit), so S_hat^0 stays near S^0: a reading of the
+paper's "S_hat^0 may not closely resemble S^0 during the early stages of SENPNN training" under which a trained
+SENPNN's states do resemble the observed ones.
 
 The agent acts on S_hat^0 instead of S^0 with the substitute probability chi; chi starts at 0 and grows as
 chi <- min(chi + eta, M) each epoch in which the SENPNN's loss is below the threshold T (Table II: 5e-4), so
@@ -52,13 +55,15 @@ def state_loss(config: ExploreConfig, params: Any, key: jax.Array, states: jax.A
 
 
 def explore_states(config: ExploreConfig, params: Any, key: jax.Array, states: jax.Array) -> jax.Array:
-    """Mode II: forward-noise states [B, S] to step P, then P reverse steps of the SENPNN -> S_hat^0 [B, S]."""
+    """Mode II: forward-noise states [B, S] to step p (`state_forward_steps`, default P), then p reverse steps of
+    the SENPNN -> S_hat^0 [B, S]."""
     schedule = make_schedule(config.schedule, config.diffusion_steps)
+    forward = schedule.num_steps if config.state_forward_steps is None else config.state_forward_steps
     k_forward, k_reverse = jax.random.split(key)
-    last = jnp.full(states.shape[:1], schedule.num_steps - 1, jnp.int32)
+    last = jnp.full(states.shape[:1], forward - 1, jnp.int32)
     x_p = q_sample(schedule, states, last, jax.random.normal(k_forward, states.shape, states.dtype))
     return sample(k_reverse, _model_fn(config, params, states.shape[-1]), schedule, states.shape, x_init=x_p,
-                  config=SamplerConfig(method="ddpm"))
+                  config=SamplerConfig(method="ddpm"), start_step=forward - 1)
 
 
 def update_chi(chi: jax.Array, loss: jax.Array, threshold: jax.Array, rate: jax.Array, maximum: jax.Array) -> jax.Array:

@@ -5,6 +5,10 @@ summaries, and the command line's checks. No training runs here."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +106,15 @@ def test_sexp_from_reads_the_other_scales_choice(tmp_path, monkeypatch):
     assert seen == {"scale": "long", "best": {"designed": sweep["designed"]["best"]}, "designs": ("designed",)}
     reproduce.main(["--figs", "8", "--scale", "long"])  # no sweep of its own: the paper's values (best=None)
     assert seen["best"] is None
+
+
+@pytest.mark.parametrize("script", ["reproduce", "actor_saturation", "tables", "state_readings"])
+def test_scripts_run_as_documented_from_any_directory(script, tmp_path):
+    """The README runs them as `python experiments/d2rl/<script>.py`: the `experiments` package must resolve
+    without PYTHONPATH or the repository as the working directory."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "d2rl" / f"{script}.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(path), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout

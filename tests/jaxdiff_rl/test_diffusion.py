@@ -183,6 +183,45 @@ def test_clip_gradient_modes_against_closed_form(mode):
         np.testing.assert_array_equal(x0, sample(jax.random.key(2), zero_eps, sch, x_init.shape, config=other,
                                                  x_init=x_init)[0])
 
+@pytest.mark.parametrize("start", [0, 2, 4])
+def test_start_step_runs_the_last_steps_against_closed_form(start):
+    """A chain started at x_s (start_step = s) with a zero noise prediction is linear-Gaussian: x_0 = G x_s + noise
+    with G = prod_{t <= s} g_t and Var = sum_{t = 1..s} std_t^2 prod_{t' < t} g_t'^2 (NumPy, float64); it runs
+    exactly s + 1 steps, and s = T - 1 is the full chain bit for bit."""
+    sch = make_schedule("vp", 6)
+    zero_eps = lambda x, t, cond, use_cond: jnp.zeros_like(x)
+    x_s = jnp.full((40_000, 2), 0.5, jnp.float32)
+    cfg = SamplerConfig(return_trajectory=True)
+    x0, traj = sample(jax.random.key(3), zero_eps, sch, x_s.shape, config=cfg, x_init=x_s, start_step=start)
+    assert traj["x"].shape == (start + 2, 40_000, 2)
+    c1, c2 = np.asarray(sch.posterior_mean_coef1, np.float64), np.asarray(sch.posterior_mean_coef2, np.float64)
+    gain = c1 / np.sqrt(np.asarray(sch.alpha_bars, np.float64)) + c2
+    var_t = np.exp(np.asarray(sch.posterior_log_variance_clipped, np.float64))
+    mean = 0.5 * np.prod(gain[: start + 1])
+    var = sum(var_t[t] * np.prod(gain[:t] ** 2) for t in range(1, start + 1))
+    x0 = np.asarray(x0, np.float64)
+    np.testing.assert_allclose(x0.mean(), mean, atol=5 * math.sqrt(var / x0.size) + 1e-6)
+    if start == 0:
+        np.testing.assert_allclose(x0, mean, rtol=1e-5)  # the last step adds no noise
+    else:
+        assert abs(x0.var() / var - 1.0) < 5 * math.sqrt(2 / x0.size)
+    full = sample(jax.random.key(3), zero_eps, sch, x_s.shape, x_init=x_s)
+    np.testing.assert_array_equal(full, sample(jax.random.key(3), zero_eps, sch, x_s.shape, x_init=x_s, start_step=5))
+
+
+def test_start_step_errors():
+    sch = make_schedule("vp", 6)
+    x = jnp.zeros((4, 2))
+    for bad in (-1, 6, True, 2.0):
+        with pytest.raises(ValueError, match="start_step"):
+            sample(jax.random.key(0), exact_eps_fn(sch), sch, x.shape, x_init=x, start_step=bad)
+    with pytest.raises(ValueError, match="x_init"):
+        sample(jax.random.key(0), exact_eps_fn(sch), sch, x.shape, start_step=2)
+    with pytest.raises(ValueError, match="not one of the sampler's steps"):  # DDIM over steps (5, 2, 0)
+        sample(jax.random.key(0), exact_eps_fn(sch), sch, x.shape, config=SamplerConfig("ddim", 3), x_init=x,
+               start_step=3)
+
+
 # --- guidance ------------------------------------------------------------------------------------------------------
 def test_cfg_combine_formula_and_w0():
     c, u = jnp.array([[1.0, 2.0]]), jnp.array([[0.5, -1.0]])

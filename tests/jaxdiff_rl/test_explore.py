@@ -11,6 +11,7 @@ import pytest
 
 import envs
 from jaxdiff_rl.agents.base import adam_init, adam_step
+from jaxdiff_rl.diffusion import make_schedule
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward, actor_init
 from jaxdiff_rl.explore import ExploreConfig, d2rl_config, d2rl_hparams
 from jaxdiff_rl.explore.reward import reward_init, reward_loss, reward_correction
@@ -54,6 +55,15 @@ def test_senpnn_loss_decreases_and_generates_the_states():
     # on the data's scale, where the untrained chain's are ~15x off
     assert np.median(untrained) > 3.0 and 0.4 < np.median(radius) and np.percentile(radius, 90) < 1.3
     assert np.abs(np.asarray(generated) - np.asarray(states)).mean() > 0.3  # new states, not copies of S^0
+    # a partial forward process (p = 1 of P = 6: 93% of S^0 survives the noising) keeps S_hat^0 near S^0, and the
+    # trained SENPNN's one reverse step denoises: closer to S^0 than undoing only the scaling, x_1 / sqrt(abar_1),
+    # whose mean error per entry is sqrt(1 / abar_1 - 1) E|N(0, 1)|
+    near = config.replace(state_forward_steps=1)
+    abar = float(make_schedule("vp", 6).alpha_bars[0])
+    unscaled_gap = math.sqrt(1 / abar - 1) * math.sqrt(2 / math.pi)
+    near_gap = np.abs(np.asarray(explore_states(near, params, jax.random.key(2), states)) - np.asarray(states)).mean()
+    full_gap = np.abs(np.asarray(generated) - np.asarray(states)).mean()
+    assert near_gap < 0.9 * unscaled_gap and near_gap < 0.5 * full_gap
 
 
 @pytest.mark.parametrize("net", ["gdm", "mlp"])
@@ -166,6 +176,8 @@ def test_run_chi_and_substitution(small_run):
     np.testing.assert_allclose(obs_c[sub == 0], all_c[sub == 0], rtol=1e-6)
     assert np.all(np.isnan(obs_c[sub == 1])) and np.all(np.isfinite(obs_c[sub < 1]))
     assert (sub == 1).any() and ((sub > 0) & (sub < 1)).any()  # both cases occur in this run
+    gap = m["substituted_state_gap"]  # sum |S_hat - S| / sum |S| over substituted steps: defined only where some were
+    assert np.all(np.isnan(gap[sub == 0])) and np.all(gap[sub > 0] > 0) and np.all(np.isfinite(gap[sub > 0]))
 
 
 @pytest.mark.xdist_group("explore_run")  # one worker builds the shared run
@@ -202,6 +214,9 @@ def test_bad_explore_settings():
         ExploreConfig(reward="designed+gdm")
     with pytest.raises(ValueError, match="reward_hidden_dims"):
         ExploreConfig(reward_hidden_dims=())
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(ValueError, match="state_forward_steps"):
+            ExploreConfig(state_forward_steps=bad)
     with pytest.raises(ValueError, match="explore needs a deterministic-actor"):
         d2rl_config().replace(algo="sac", actor=ActorConfig(kind="gaussian"))
     with pytest.raises(TypeError, match="AgentConfig.explore"):
