@@ -55,9 +55,10 @@ class Scale:
     clip_gradient: str = "straight_through"
 
     def config(self, reward: str, state_exploration: bool = False, action_gdm: bool = True,
-               state_forward_steps: int | None = None):
+               state_forward_steps: int | None = None, state_schedule: str | None = None):
         return d2rl_config(reward, state_exploration, action_gdm=action_gdm, width=self.width,
                            clip_gradient=self.clip_gradient, state_forward_steps=state_forward_steps,
+                           state_schedule=state_schedule,
                            batch_size=self.batch_size, buffer_size=self.buffer_size, num_iterations=self.epochs,
                            num_envs=self.num_envs, learning_starts=self.learning_starts)
 
@@ -204,18 +205,22 @@ def state_stats(run: dict, window: int) -> dict[str, float]:
     ("observed_*": plateau of the seed mean, and mean ± std over seeds), the substituted share of steps, and how
     far the substituted synthetic states were from the observed ones (sum |S_hat - S| / sum |S|; NaN if no step
     was substituted or the run predates the metric)."""
-    m = run["metrics"]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # all-NaN slices are expected: epochs where every step was substituted have no true-state C, and runs
+        # without substitution no gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _state_stats(run["metrics"], window)
+
+
+def _state_stats(m: dict, window: int) -> dict[str, float | None]:
     tail = lambda x: np.asarray(x, np.float64)[:, -max(1, np.shape(x)[1] // 10):]
     # runs cached before the metric existed: without substitution every step saw the true state
     observed = np.asarray(m["objective_mean_observed"] if "objective_mean_observed" in m else
                           np.where(m["substituted_fraction"] == 0, m["objective_mean"], np.nan), np.float64)
     per_seed = np.nanmean(tail(observed), axis=1)
-    gap = tail(m["substituted_state_gap"]) if "substituted_state_gap" in m else np.full((1, 1), np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: no substitution
-        gap_mean = float(np.nanmean(gap))
+    gap = float(np.nanmean(tail(m["substituted_state_gap"]))) if "substituted_state_gap" in m else np.nan
     return {"observed_plateau": convergence(np.nanmean(observed, 0), window)["plateau"],
-            "observed_per_seed_mean": float(per_seed.mean()),
-            "observed_per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+            "observed_per_seed_mean": float(np.nanmean(per_seed)),
+            "observed_per_seed_std": float(np.nanstd(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
             "substituted_fraction": float(np.nanmean(tail(m["substituted_fraction"]))),
-            "state_gap": None if np.isnan(gap_mean) else gap_mean}
+            "state_gap": None if np.isnan(gap) else gap}

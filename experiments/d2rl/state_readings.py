@@ -14,9 +14,14 @@ Fig. 7 sweep picked (or `--sexp-from`'s) and the paper's tuned one (Designed R. 
 1.0 / 0.001), against the design without state exploration, 8 seeds each as one vmapped program.
 
     python experiments/d2rl/state_readings.py                  # quick scale, Designed and Designed + GDM (~45 min)
+    python experiments/d2rl/state_readings.py --designs designed --state-schedule linear --forward 1 6 --threshold 1
     python experiments/d2rl/state_readings.py --scale smoke --seeds 2 --forward 1 6   # pipeline check
 
-Writes results/<scale>/state_readings.{png,json,csv}; runs are cached next to reproduce.py's (p = P reuses its
+`--state-schedule linear` gives the SENPNN DDPM's linear betas (1e-4 .. 0.02): in 6 steps S^0 is barely noised
+(p = 1: S_hat^0 is S^0 to within ~1%), the control where substitution should change nothing. Its eps-loss stays
+near 0.5 (noise that small is hard to see), above the quick scale's T = 0.1, so pass `--threshold 1`.
+
+Writes results/<scale>/state_readings[_<schedule>].{png,json,csv}; runs are cached next to reproduce.py's (p = P reuses its
 Figs. 8-9 runs).
 """
 
@@ -50,16 +55,26 @@ def _settings(scale: Scale, sexp_from: str | None, designs: tuple[str, ...]) -> 
     return out
 
 
-def run_name(design: str, forward: int, choice: dict) -> str:
-    """Cache name; p = P is the name reproduce.py's Figs. 8-9 use, so those runs are shared."""
-    suffix = "" if forward == DIFFUSION_STEPS else f"_p{forward}"
+def run_name(design: str, forward: int, choice: dict, schedule: str = "vp", threshold: float | None = None) -> str:
+    """Cache name; p = P with the vp schedule is the name reproduce.py's Figs. 8-9 use, so those runs are shared."""
+    suffix = ("" if forward == DIFFUSION_STEPS else f"_p{forward}") + ("" if schedule == "vp" else f"_{schedule}")
+    suffix += "" if threshold is None else f"_T{threshold}"
     return f"{design}_sexp{suffix}_M{choice['M']}_eta{choice['eta']}"
 
 
 def state_readings(scale: Scale, designs: tuple[str, ...], forward: tuple[int, ...], seeds: int,
-                   sexp_from: str | None, out: Path, force: bool) -> dict:
+                   sexp_from: str | None, out: Path, force: bool, schedule: str = "vp",
+                   only: tuple[str, ...] | None = None, threshold: float | None = None) -> dict:
+    """Runs (cached) and summarises every (design, (M, eta) setting, p); `only` keeps some settings ("sweep",
+    "paper"). Writes state_readings[_<schedule>].{png,json,csv} under `out`."""
     settings = _settings(scale, sexp_from, designs)
-    summary: dict = {"settings": settings, "forward_steps": list(forward), "designs": {}}
+    settings = {k: v for k, v in settings.items() if only is None or k in only}
+    if not settings:
+        raise ValueError(f"no (M, eta) setting left: {only} requested, {scale.name} has no Fig. 7 sweep")
+    summary: dict = {"settings": settings, "forward_steps": list(forward), "state_schedule": schedule,
+                     "state_threshold": threshold if threshold is not None else scale.hparams.get("state_threshold"),
+                     "designs": {}}
+    extra = {} if threshold is None else {"state_threshold": threshold}
     curves: dict = {}
     for d in designs:
         base = run_variant(scale, d, scale.config(d), scale.base_hparams(), seeds, force)
@@ -67,9 +82,11 @@ def state_readings(scale: Scale, designs: tuple[str, ...], forward: tuple[int, .
         for label, choices in settings.items():
             c = choices[d]
             for p in forward:
-                config = scale.config(d, True, state_forward_steps=None if p == DIFFUSION_STEPS else p)
-                hp = scale.base_hparams(chi_max=c["M"], chi_rate=c["eta"])
-                runs[f"{label}_p{p}"] = run_variant(scale, run_name(d, p, c), config, hp, seeds, force)
+                config = scale.config(d, True, state_forward_steps=None if p == DIFFUSION_STEPS else p,
+                                      state_schedule=None if schedule == "vp" else schedule)
+                hp = scale.base_hparams(chi_max=c["M"], chi_rate=c["eta"], **extra)
+                runs[f"{label}_p{p}"] = run_variant(scale, run_name(d, p, c, schedule, threshold), config, hp, seeds,
+                                                    force)
         stats = summarise(runs, scale, seeds)
         base_curve = np.nanmean(base["metrics"]["objective_mean"], 0)
         level = 0.95 * convergence(base_curve, scale.window)["plateau"]
@@ -83,9 +100,11 @@ def state_readings(scale: Scale, designs: tuple[str, ...], forward: tuple[int, .
                 stats[name].update(setting=label, forward_steps=int(p), **settings[label][d])
         summary["designs"][d] = stats
         curves[d] = runs
-    _plot(curves, settings, forward, scale, seeds, out / "state_readings.png")
-    (out / "state_readings.json").write_text(json.dumps(summary, indent=1))
-    with open(out / "state_readings.csv", "w", newline="") as f:
+    stem = "state_readings" + ("" if schedule == "vp" else f"_{schedule}")
+    stem += "" if threshold is None else f"_T{threshold}"
+    _plot(curves, settings, forward, scale, seeds, schedule, out / f"{stem}.png")
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    with open(out / f"{stem}.csv", "w", newline="") as f:
         cols = ["design", "variant", "setting", "forward_steps", "M", "eta", "plateau", "per_seed_mean",
                 "per_seed_std", "observed_plateau", "substituted_fraction", "state_gap", "epoch",
                 "epoch_to_95pct_of_none", "seconds_per_epoch"]
@@ -97,7 +116,8 @@ def state_readings(scale: Scale, designs: tuple[str, ...], forward: tuple[int, .
     return summary
 
 
-def _plot(curves: dict, settings: dict, forward: tuple[int, ...], scale: Scale, seeds: int, path: Path) -> None:
+def _plot(curves: dict, settings: dict, forward: tuple[int, ...], scale: Scale, seeds: int, schedule: str,
+          path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,8 +140,8 @@ def _plot(curves: dict, settings: dict, forward: tuple[int, ...], scale: Scale, 
             ax.set_title(f"{LABELS[d]}: M = {c['M']}, eta = {c['eta']} ({label})", fontsize=8)
             ax.set(xlabel="epoch", ylabel="MA sum rate C (bit/s/Hz)" if j == 0 else None)
             ax.legend(fontsize=7)
-    fig.suptitle(f"State exploration with Mode II noising S^0 to step p ({seeds} seeds, seed-mean, MA window "
-                 f"{scale.window}, {scale.name} scale)", fontsize=9)
+    fig.suptitle(f"State exploration with Mode II noising S^0 to step p of the {schedule} schedule ({seeds} seeds, "
+                 f"seed-mean, MA window {scale.window}, {scale.name} scale)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -137,8 +157,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--sexp-from", choices=sorted(SCALES), default=None, metavar="SCALE",
                         help="take the swept (M, eta) from SCALE's Fig. 7 (default: this scale's, if it has one)")
+    parser.add_argument("--state-schedule", default="vp", choices=["vp", "linear", "cosine"],
+                        help="the SENPNN's noise schedule (vp: as reproduce.py; linear: beta 1e-4 .. 0.02, so even "
+                             "p = P keeps 97%% of S^0)")
+    parser.add_argument("--settings", nargs="+", choices=["sweep", "paper"], default=None,
+                        help="which (M, eta) settings to run (default: both where available)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="the SENPNN loss threshold T (default: the scale's, 0.1 at the quick scale). The linear "
+                             "schedule's eps-loss stays near 0.5 (the noise is hard to see at beta 1e-4 .. 0.02), so "
+                             "with T = 0.1 chi never grows: use e.g. --threshold 1")
     parser.add_argument("--force", action="store_true", help="retrain instead of using cached runs")
     args = parser.parse_args(argv)
+    if args.threshold is not None and not args.threshold >= 0:
+        parser.error(f"--threshold must be >= 0, got {args.threshold}")
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     if any(not 1 <= p <= DIFFUSION_STEPS for p in args.forward):
@@ -147,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / scale.name
     out.mkdir(parents=True, exist_ok=True)
     summary = state_readings(scale, tuple(args.designs), tuple(dict.fromkeys(args.forward)), args.seeds,
-                             args.sexp_from, out, args.force)
+                             args.sexp_from, out, args.force, args.state_schedule,
+                             None if args.settings is None else tuple(args.settings), args.threshold)
     print(json.dumps(summary, indent=1))
 
 

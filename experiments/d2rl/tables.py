@@ -78,6 +78,31 @@ def sweep_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def _number(x: float | None) -> str:
+    """3 decimals; "-" where undefined (None or NaN, e.g. C of true-state steps when every step was substituted)."""
+    return "-" if x is None or x != x else f"{x:.3f}"
+
+
+def readings_table(summary: dict) -> str:
+    """state_readings.py: per design and (M, eta) setting, no state exploration and each Mode II depth p."""
+    rows = ["| design | S. Exp. | (M, eta) | plateau | per seed | true-state steps | substituted | |S_hat - S| / |S| | "
+            "95% of w/o |", "|---|---|---|---|---|---|---|---|---|"]
+    for design, stats in summary["designs"].items():
+        for name, v in stats.items():
+            reach = v.get("epoch_to_95pct_of_none")
+            reach = "never" if reach is None else reach
+            if name == "none":
+                rows.append(f"| {LABELS.get(design, design)} | none | - | {v['plateau']:.3f} | {_per_seed(v)} | - | - "
+                            f"| - | {reach} |")
+                continue
+            gap = "-" if v.get("state_gap") is None else f"{v['state_gap']:.2f}"
+            depth = f"p = {v['forward_steps']}" + (" (all P)" if name.endswith("_p6") else "")
+            rows.append(f"| {LABELS.get(design, design)} | {depth} | ({v['M']}, {v['eta']}) {v['setting']} | "
+                        f"{v['plateau']:.3f} | {_per_seed(v)} | {_number(v['observed_plateau'])} | "
+                        f"{v['substituted_fraction']:.0%} | {gap} | {reach} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="quick")
@@ -86,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     if not out.is_dir():
         parser.error(f"--scale: no results in {out} (run reproduce.py --scale {args.scale} first)")
     for name, fmt in (("fig2_3", convergence_table), ("fig4_6", convergence_table), ("fig7", sweep_table),
-                      ("fig8_9", state_table)):
+                      ("fig8_9", state_table), ("state_readings", readings_table)):
         path = Path(out / f"{name}.json")
         if path.exists():
             print(f"\n**{name}**\n\n{fmt(json.loads(path.read_text()))}")

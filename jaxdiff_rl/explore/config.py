@@ -40,6 +40,8 @@ class ExploreConfig:
         reward_hidden_dims: RENPNN trunk (Table II: 5 hidden layers of 256); also the MLP correction's.
         state_hidden_dims: SENPNN trunk (Table II: 4 hidden layers of 256).
         diffusion_steps: P of both GDMs (Table II: 6). schedule: their noise schedule.
+        state_schedule: the SENPNN's own schedule, None: `schedule`. "linear" (beta 1e-4 .. 0.02, as DDPM's
+            over 1000 steps) noises S^0 only slightly in P = 6 steps (sqrt(abar_6) = 0.97): S_hat^0 stays near S^0.
         state_forward_steps: how many forward (noising) steps Mode II applies to S^0 before as many reverse steps,
             1..P; None: all P (Algorithm 1 as written: with the vp schedule S^P keeps sqrt(abar_P) = 8% of S^0, so
             S_hat^0 is a fresh sample of the learned state distribution). Fewer steps keep S_hat^0 near S^0
@@ -54,6 +56,7 @@ class ExploreConfig:
     diffusion_steps: int = 6
     state_forward_steps: int | None = None
     schedule: str = "vp"
+    state_schedule: str | None = None
     activation: str = "mish"
     time_dim: int = 16
 
@@ -77,6 +80,13 @@ class ExploreConfig:
         if isinstance(self.time_dim, bool) or not isinstance(self.time_dim, int) or self.time_dim < 1:
             raise ValueError(f"ExploreConfig.time_dim must be an integer >= 1, got {self.time_dim!r}")
         make_schedule(self.schedule, 1)  # validates the name
+        if self.state_schedule is not None:
+            make_schedule(self.state_schedule, 1)
+
+    @property
+    def senpnn_schedule(self) -> str:
+        """The SENPNN's noise schedule name."""
+        return self.schedule if self.state_schedule is None else self.state_schedule
 
     @property
     def uses_upper_bound(self) -> bool:

@@ -21,20 +21,21 @@ def d2rl_config(
     width: int = TABLE_II_WIDTH,
     clip_gradient: str = "straight_through",
     state_forward_steps: int | None = None,
+    state_schedule: str | None = None,
     **overrides: Any,
 ) -> AgentConfig:
     """DM-DDPG with D2RL's exploration networks (Table II: 4 x `width` AENPNN/SENPNN, 5 x `width` RENPNN, P = 6,
     batch 256, buffer 1e5, epsilon-greedy, double critic). `action_gdm=False` gives the "A. w/o GDM" baseline
     (a deterministic 4 x `width` MLP actor trained by the same DDPG loss). `width` scales all networks at once
-    (the CPU reproduction uses smaller ones); `state_forward_steps` is Mode II's noising depth (None: all P, see
-    `ExploreConfig`); `overrides` go to `AgentConfig`."""
+    (the CPU reproduction uses smaller ones); `state_forward_steps` and `state_schedule` set Mode II's noising depth and
+    schedule (None: all P steps of the vp schedule, see `ExploreConfig`); `overrides` go to `AgentConfig`."""
     hidden4, hidden5 = (width,) * 4, (width,) * 5
     actor = (ActorConfig(kind="diffusion", hidden_dims=hidden4, diffusion_steps=6, schedule="vp",
                          clip_gradient=clip_gradient) if action_gdm
              else ActorConfig(kind="deterministic", hidden_dims=hidden4))
     explore = ExploreConfig(reward=reward, state_exploration=state_exploration, reward_hidden_dims=hidden5,
                             state_hidden_dims=hidden4, diffusion_steps=6,
-                            state_forward_steps=state_forward_steps)
+                            state_forward_steps=state_forward_steps, state_schedule=state_schedule)
     base = dict(actor=actor, critic_hidden_dims=(width, width), explore=explore,
                 algo="dm_ddpg" if action_gdm else "ddpg")
     return dm_ddpg.default_config(**{**base, **overrides})

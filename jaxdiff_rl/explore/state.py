@@ -50,14 +50,14 @@ def _model_fn(config: ExploreConfig, params: Any, obs_dim: int):
 
 def state_loss(config: ExploreConfig, params: Any, key: jax.Array, states: jax.Array) -> jax.Array:
     """Eq. (22): E_{p, eps} ||eps - eps_w(sqrt(abar_p) S + sqrt(1 - abar_p) eps, p)||^2 over states [B, S]."""
-    schedule = make_schedule(config.schedule, config.diffusion_steps)
+    schedule = make_schedule(config.senpnn_schedule, config.diffusion_steps)
     return diffusion_loss(key, _model_fn(config, params, states.shape[-1]), schedule, states)
 
 
 def explore_states(config: ExploreConfig, params: Any, key: jax.Array, states: jax.Array) -> jax.Array:
     """Mode II: forward-noise states [B, S] to step p (`state_forward_steps`, default P), then p reverse steps of
     the SENPNN -> S_hat^0 [B, S]."""
-    schedule = make_schedule(config.schedule, config.diffusion_steps)
+    schedule = make_schedule(config.senpnn_schedule, config.diffusion_steps)
     forward = schedule.num_steps if config.state_forward_steps is None else config.state_forward_steps
     k_forward, k_reverse = jax.random.split(key)
     last = jnp.full(states.shape[:1], forward - 1, jnp.int32)

@@ -81,6 +81,48 @@ def test_tables_print_each_variant_once_with_its_numbers():
     assert "0.450 -> 0.360" in rows[2] and "0.390 (0.390 ± 0.040; 30%)" in rows[2] and "(+10%)" in rows[2]
 
 
+def test_state_stats_against_hand_computed_values():
+    """3 seeds x 20 epochs, so the tail is the last 2 epochs. Seed 2 had every step substituted in epoch 18 (no
+    true-state C: NaN), so its tail value is epoch 19's alone; the gap is defined only where steps were substituted."""
+    objective = np.full((3, 20), 0.4)
+    observed = np.array([[0.5] * 20, [0.3] * 20, [0.2] * 18 + [np.nan, 0.6]])
+    substituted = np.concatenate([np.zeros((3, 18)), np.full((3, 2), 0.25)], axis=1)
+    gap = np.where(substituted > 0, 0.1, np.nan)
+    gap[0, -1] = 0.4
+    run = {"metrics": {"objective_mean": objective, "objective_mean_observed": observed,
+                       "substituted_fraction": substituted, "substituted_state_gap": gap}}
+    stats = common.state_stats(run, window=1)
+    per_seed = [0.5, 0.3, 0.6]
+    assert stats["observed_per_seed_mean"] == pytest.approx(np.mean(per_seed))
+    assert stats["observed_per_seed_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert stats["substituted_fraction"] == pytest.approx(0.25)
+    assert stats["state_gap"] == pytest.approx((0.1 * 5 + 0.4) / 6)
+    # a run without substitution, cached before the gap metric existed: no gap, C observed everywhere
+    old = {"metrics": {"objective_mean": objective, "substituted_fraction": np.zeros((3, 20))}}
+    stats = common.state_stats(old, window=1)
+    assert stats["state_gap"] is None and stats["observed_plateau"] == pytest.approx(0.4)
+
+
+def test_readings_share_the_figure_8_runs_and_table():
+    from experiments.d2rl import state_readings
+
+    choice = {"M": 0.3, "eta": 0.001}
+    assert state_readings.run_name("designed", 6, choice) == "designed_sexp_M0.3_eta0.001"  # reproduce.py's name
+    assert state_readings.run_name("designed", 1, choice) == "designed_sexp_p1_M0.3_eta0.001"
+    summary = {"designs": {"designed": {
+        "none": _row(0.45, 4000, 4.0, epoch_to_95pct_of_none=3000),
+        "paper_p1": _row(0.47, 3000, 4.2, epoch_to_95pct_of_none=2000, observed_plateau=0.48, substituted_fraction=0.9,
+                         state_gap=0.21, setting="paper", forward_steps=1, M=0.9, eta=0.001),
+        "paper_p6": _row(0.36, 4900, 4.4, epoch_to_95pct_of_none=None, observed_plateau=0.39,
+                         substituted_fraction=0.9, state_gap=None, setting="paper", forward_steps=6, M=0.9, eta=0.001),
+    }}}
+    rows = tables.readings_table(summary).splitlines()
+    assert len(rows) == 5
+    assert rows[2] == "| Designed R. | none | - | 0.450 | 0.450 ± 0.010 | - | - | - | 3000 |"
+    assert rows[3] == "| Designed R. | p = 1 | (0.9, 0.001) paper | 0.470 | 0.470 ± 0.010 | 0.480 | 90% | 0.21 | 2000 |"
+    assert rows[4].startswith("| Designed R. | p = 6 (all P) |") and rows[4].endswith("| - | never |")
+
+
 def test_sexp_from_a_scale_without_a_sweep_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
     with pytest.raises(SystemExit):

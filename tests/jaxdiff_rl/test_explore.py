@@ -64,6 +64,12 @@ def test_senpnn_loss_decreases_and_generates_the_states():
     near_gap = np.abs(np.asarray(explore_states(near, params, jax.random.key(2), states)) - np.asarray(states)).mean()
     full_gap = np.abs(np.asarray(generated) - np.asarray(states)).mean()
     assert near_gap < 0.9 * unscaled_gap and near_gap < 0.5 * full_gap
+    # the linear schedule's first beta is 1e-4: one forward + one reverse step moves S^0 by ~1% of the noise scale
+    # even with the untrained network, |x_0 - S^0| <= sqrt(1 - abar_1) (|eps| + |eps_hat|) / sqrt(abar_1)
+    linear = config.replace(state_forward_steps=1, state_schedule="linear")
+    untrained = state_init(jax.random.key(0), config, 2)
+    moved = np.abs(np.asarray(explore_states(linear, untrained, jax.random.key(2), states)) - np.asarray(states))
+    assert moved.mean() < 0.1 * near_gap and moved.mean() > 0  # noised and denoised, not a copy
 
 
 @pytest.mark.parametrize("net", ["gdm", "mlp"])
@@ -214,6 +220,8 @@ def test_bad_explore_settings():
         ExploreConfig(reward="designed+gdm")
     with pytest.raises(ValueError, match="reward_hidden_dims"):
         ExploreConfig(reward_hidden_dims=())
+    with pytest.raises(ValueError, match="schedule"):
+        ExploreConfig(state_schedule="sigmoid")
     for bad in (0, 7, 2.0, True):
         with pytest.raises(ValueError, match="state_forward_steps"):
             ExploreConfig(state_forward_steps=bad)
