@@ -85,7 +85,7 @@ def _number(x: float | None) -> str:
 
 def readings_table(summary: dict) -> str:
     """state_readings.py: per design and (M, eta) setting, no state exploration and each Mode II depth p."""
-    rows = ["| design | S. Exp. | (M, eta) | plateau | per seed | true-state steps | substituted | |S_hat - S| / |S| | "
+    rows = ["| design | S. Exp. | (M, eta) | plateau | per seed | true-state steps | substituted | state gap | "
             "95% of w/o |", "|---|---|---|---|---|---|---|---|---|"]
     for design, stats in summary["designs"].items():
         for name, v in stats.items():
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / args.scale
     if not out.is_dir():
         parser.error(f"--scale: no results in {out} (run reproduce.py --scale {args.scale} first)")
+    readings = [(p.stem, readings_table) for p in sorted(out.glob("state_readings*.json"))]
     for name, fmt in (("fig2_3", convergence_table), ("fig4_6", convergence_table), ("fig7", sweep_table),
-                      ("fig8_9", state_table), ("state_readings", readings_table)):
+                      ("fig8_9", state_table), *readings):
         path = Path(out / f"{name}.json")
         if path.exists():
             print(f"\n**{name}**\n\n{fmt(json.loads(path.read_text()))}")
