@@ -252,6 +252,9 @@ def check_config_env(config: AgentConfig, spec: ActionSpec) -> None:
         raise ValueError("actor.kind='categorical' needs a discrete action space")
     if config.actor.kind == "gaussian" and spec.discrete:
         raise ValueError("actor.kind='gaussian' needs a continuous action space (use 'categorical' or 'diffusion')")
+    if config.action_candidates > 1 and spec.discrete:
+        raise ValueError("AgentConfig.action_candidates > 1 needs a continuous action space (a discrete critic "
+                         "already ranks every action)")
 
 
 def check_explore_env(config: AgentConfig, env: Any, env_params: Any) -> None:

@@ -103,6 +103,19 @@ def readings_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def policy_table(result: dict) -> str:
+    """policy_eval.py: each trained actor's read-outs on fresh slots, against the MLP actor's greedy policy."""
+    rows = ["| actor | read-out | sum rate (mean ± std over seeds) | lowest seed | minus MLP (Welch t, p) |",
+            "|---|---|---|---|---|"]
+    for name, v in result["readouts"].items():
+        c = result["comparisons"].get(name)
+        versus = "-" if c is None else (f"{c['difference']:+.3f} ({c['welch_t']:.1f}, {c['p_value']:.2g})"
+                                        + ("" if c["reference"] == f"MLP {v['readout']}" else f" vs {c['reference']}"))
+        rows.append(f"| {name.split(': ')[0]} | {v['readout']} | {v['mean']:.3f} ± {v['std']:.3f} | "
+                    f"{min(v['per_seed']):.3f} | {versus} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="quick")
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--scale: no results in {out} (run reproduce.py --scale {args.scale} first)")
     readings = [(p.stem, readings_table) for p in sorted(out.glob("state_readings*.json"))]
     for name, fmt in (("fig2_3", convergence_table), ("fig4_6", convergence_table), ("fig7", sweep_table),
-                      ("fig8_9", state_table), *readings):
+                      ("fig8_9", state_table), *readings, ("policy_eval", policy_table)):
         path = Path(out / f"{name}.json")
         if path.exists():
             print(f"\n**{name}**\n\n{fmt(json.loads(path.read_text()))}")

@@ -55,6 +55,9 @@ class AgentConfig:
         bc_loss: add bc_weight x the DDPM loss of replay actions to the actor loss (DM-TD3's regulariser;
             diffusion actors only).
         explore: D2RL's reward design and state exploration (`jaxdiff_rl.explore.ExploreConfig`), or None.
+        action_candidates: N >= 1; with N > 1 a stochastic continuous actor acts (in training and greedily) by
+            drawing N actions per state and taking the one the critic's min-Q ranks highest (`best_of_n`; the
+            exploration noise is applied after the pick). Costs N actor forwards per environment step.
     """
 
     algo: str = "sac"
@@ -80,6 +83,7 @@ class AgentConfig:
     exploration: str = "policy"
     bc_loss: bool = False
     explore: Any = None
+    action_candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -89,6 +93,12 @@ class AgentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"AgentConfig.{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.action_candidates, bool) or not isinstance(self.action_candidates, int) or \
+                self.action_candidates < 1:
+            raise ValueError(f"AgentConfig.action_candidates must be an integer >= 1, got {self.action_candidates!r}")
+        if self.action_candidates > 1 and self.actor.kind not in ("diffusion", "gaussian"):
+            raise ValueError(f"AgentConfig.action_candidates > 1 needs a stochastic continuous actor (actor.kind "
+                             f"'diffusion' or 'gaussian'), got actor.kind={self.actor.kind!r}")
         if self.num_critics > 2:
             raise ValueError(f"AgentConfig.num_critics must be 1 or 2, got {self.num_critics}")
         if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
@@ -328,15 +338,21 @@ def act(
     """Actions for observations [B, obs_dim] in the actor's space ([B, A] in [-1, 1], or [B] int32).
 
     explore=False: the greedy action (argmax for discrete actors, the noiseless output for Gaussian/
-    deterministic actors, one reverse-diffusion chain for continuous diffusion actors).
+    deterministic actors, one reverse-diffusion chain for continuous diffusion actors; with
+    `config.action_candidates` = N > 1, the best of N draws by min-Q for continuous stochastic actors).
     explore=True: the behaviour policy of `config.exploration`."""
     from jaxdiff_rl.agents.networks import actor_forward
 
     k_pi, k_noise, k_eps, k_rand = jax.random.split(key, 4)
-    out = actor_forward(config.actor, state.actor, k_pi, obs, action_dim, discrete)
-    if not explore:
-        return out.mean_action
-    action = out.action
+    if config.action_candidates > 1 and not discrete:
+        action = best_of_n(k_pi, config, state, obs, action_dim, config.action_candidates)[0]
+        if not explore:
+            return action
+    else:
+        out = actor_forward(config.actor, state.actor, k_pi, obs, action_dim, discrete)
+        if not explore:
+            return out.mean_action
+        action = out.action
     if config.exploration == "gaussian" and not discrete:
         noise = hparams.explore_noise * jax.random.normal(k_noise, action.shape)
         action = jnp.clip(action + noise, -1.0, 1.0)
@@ -349,3 +365,29 @@ def act(
         pick = jax.random.uniform(k_eps, (batch,)) < hparams.epsilon
         action = jnp.where(pick if discrete else pick[:, None], random, action)
     return action
+
+
+def best_of_n(
+    key: jax.Array, config: AgentConfig, state: AgentState, obs: jax.Array, action_dim: int, candidates: int
+) -> tuple[jax.Array, jax.Array]:
+    """Greedy action of a stochastic continuous actor read out through its critic (Diffusion-QL's selection).
+
+    Draws `candidates` actions per observation from the actor (for a diffusion actor, that many independent
+    reverse chains), scores each by the minimum over the critic ensemble, and keeps the best.
+    obs [B, obs_dim] -> (actions [B, A] in [-1, 1], their min-Q [B]). `candidates` = 1 is one plain draw.
+    Deterministic actors give `candidates` identical actions (no gain, only cost)."""
+    from jaxdiff_rl.agents.networks import actor_forward
+
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ValueError(f"candidates must be an int >= 1, got {candidates!r}")
+    if config.actor.kind == "categorical":
+        raise ValueError("best_of_n needs a continuous actor (a discrete critic already ranks every action)")
+    if obs.ndim != 2:
+        raise ValueError(f"obs must be [batch, obs_dim], got shape {obs.shape}")
+    batch = obs.shape[0]
+    repeated = jnp.repeat(obs, candidates, axis=0)  # [B * N, obs_dim], row b * N + n = candidate n of obs b
+    actions = actor_forward(config.actor, state.actor, key, repeated, action_dim, False).action
+    q = make_critic(config, action_dim, False).apply(state.critic, repeated, actions).min(0)
+    actions, q = actions.reshape(batch, candidates, action_dim), q.reshape(batch, candidates)
+    best = jnp.argmax(q, axis=1)
+    return jnp.take_along_axis(actions, best[:, None, None], 1)[:, 0], jnp.take_along_axis(q, best[:, None], 1)[:, 0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.d2rl import common, reproduce, tables
+from experiments.d2rl import common, policy_eval, reproduce, tables
 
 
 def _loop_moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_sexp_from_reads_the_other_scales_choice(tmp_path, monkeypatch):
     assert seen["best"] is None
 
 
-@pytest.mark.parametrize("script", ["reproduce", "actor_saturation", "tables", "state_readings"])
+@pytest.mark.parametrize("script", ["reproduce", "actor_saturation", "tables", "state_readings", "policy_eval"])
 def test_scripts_run_as_documented_from_any_directory(script, tmp_path):
     """The README runs them as `python experiments/d2rl/<script>.py`: the `experiments` package must resolve
     without PYTHONPATH or the repository as the working directory."""
@@ -160,3 +160,32 @@ def test_scripts_run_as_documented_from_any_directory(script, tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_policy_eval_welch_comparison_and_table_against_hand_computed_values():
+    mlp = [0.50, 0.52, 0.55, 0.49]
+    gdm = [0.56, 0.60, 0.58, 0.61, 0.57]
+    readouts = {
+        "MLP: greedy": {"actor": "mlp", "readout": "greedy", "mean": float(np.mean(mlp)), "std": float(np.std(mlp, ddof=1)),
+                        "per_seed": mlp},
+        "GDM: greedy": {"actor": "gdm", "readout": "greedy", "mean": 0.5, "std": 0.0, "per_seed": [0.49, 0.51]},
+        "GDM: best of 4 by Q": {"actor": "gdm", "readout": "best of 4 by Q", "mean": float(np.mean(gdm)),
+                                "std": float(np.std(gdm, ddof=1)), "per_seed": gdm},
+        "GDM: best of 4 by C (oracle)": {"actor": "gdm", "readout": "best of 4 by C (oracle)", "mean": 0.7,
+                                         "std": 0.0, "per_seed": [0.7, 0.7]},
+    }
+    comparisons = policy_eval._comparisons(readouts)
+    # same read-out where the MLP actor has it, its greedy policy otherwise; the oracle is not a policy
+    assert list(comparisons) == ["GDM: greedy", "GDM: best of 4 by Q"]
+    assert comparisons["GDM: greedy"]["reference"] == comparisons["GDM: best of 4 by Q"]["reference"] == "MLP greedy"
+    c = comparisons["GDM: best of 4 by Q"]
+    va, vb = np.var(gdm, ddof=1) / len(gdm), np.var(mlp, ddof=1) / len(mlp)
+    t = (np.mean(gdm) - np.mean(mlp)) / np.sqrt(va + vb)
+    assert c["welch_t"] == pytest.approx(t, rel=1e-9)
+    assert c["difference"] == pytest.approx(np.mean(gdm) - np.mean(mlp))
+    assert 0.003 < c["p_value"] < 0.01  # t = 4.27 on 5.6 degrees of freedom: p = 0.006
+    lines = tables.policy_table({"readouts": readouts, "comparisons": comparisons}).splitlines()
+    assert len(lines) == 6
+    assert lines[2] == "| MLP | greedy | 0.515 ± 0.026 | 0.490 | - |"
+    assert lines[3].startswith("| GDM | greedy | 0.500 ± 0.000 | 0.490 | -0.015 (") and lines[3].endswith(") |")
+    assert lines[4] == "| GDM | best of 4 by Q | 0.584 ± 0.021 | 0.560 | +0.069 (4.3, 0.006) vs MLP greedy |"

@@ -123,6 +123,10 @@ def test_vmap_over_16_seeds_equals_16_separate_runs_and_same_key_same_bits():
         (lambda: envs.make("no-such-env"), "no-such-env"),
         (lambda: agents.default_config("td3", num_envs=0), "num_envs"),
         (lambda: make_trainer(agents.default_config("td3"), *envs.make("aigc")), "td3"),
+        (lambda: agents.default_config("dm_ddpg", action_candidates=0), "action_candidates"),
+        (lambda: agents.default_config("ddpg", action_candidates=4), "action_candidates"),
+        (lambda: make_trainer(agents.default_config("d2sac", action_candidates=4), *envs.make("aigc")),
+         "action_candidates"),
     ],
 )
 def test_bad_configs_raise_value_error_naming_the_field(make_bad, field):

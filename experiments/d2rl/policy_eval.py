@@ -1,0 +1,232 @@
+"""What the trained actors are worth without the training-time noise: Fig. 2's claim ("A. w/ GDM ... converges to
+a higher sum rate") read on the learned policies rather than on the training curve.
+
+The training sum rate of Fig. 2 is the behaviour policy's: epsilon-greedy (0.1) around the actor, and for the GDM
+actor one stochastic reverse chain per slot (its chains spread ~0.23 within a state, `actor_saturation.py`). This
+trains A. w/o GDM (the tanh-MLP actor) and A. w/ GDM (DM-DDPG) with Designed R. on the same seeds as
+`reproduce.py --figs 2` (same programs, same bits), then rolls each seed's final policy out on the same fresh
+FD-ISAC slots (common random numbers) and reads it out in several ways:
+
+- behaviour: the training-time policy (epsilon-greedy 0.1; one chain for the GDM actor);
+- greedy: the MLP actor's tanh output; for the GDM actor, one reverse chain (no epsilon);
+- best of N by Q (`jaxdiff_rl.agents.base.best_of_n`, Diffusion-QL's read-out): N chains per slot, the one the
+  trained critic's min-Q ranks highest;
+- best of N by C (the oracle): the N chains' best true sum rate, what a perfect critic could pick (not a policy).
+
+`--train-candidates N` adds a GDM actor that also *acts in training* by the best of N chains by Q
+(`AgentConfig.action_candidates` = N; its "behaviour" and "greedy" read-outs are then best of N by Q too): does
+choosing among the diffusion policy's candidates while collecting data lift the plateau?
+
+    python experiments/d2rl/policy_eval.py                     # quick scale, 8 seeds (~5 min)
+    python experiments/d2rl/policy_eval.py --scale long        # the paper's 20,000 epochs (~15 min)
+    python experiments/d2rl/policy_eval.py --train-candidates 16   # + a GDM actor acting best of 16 by Q
+    python experiments/d2rl/policy_eval.py --scale smoke --seeds 2 --slots 64   # pipeline check
+
+Writes results/<scale>/policy_eval.{png,json,csv}; the trained agents are cached in
+results/runs/<scale>/policy_eval_<actor>.npz (git-ignored; --force retrains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from jaxdiff_rl.agents.base import act, best_of_n
+from jaxdiff_rl.agents.networks import actor_forward
+from jaxdiff_rl.sweep import grid, with_seeds
+from jaxdiff_rl.train import _to_env_action, make_trainer
+
+# run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from experiments.d2rl.common import RESULTS, SCALES, Scale, baselines, make_env  # noqa: E402
+
+ACTORS = {"mlp": ("A. w/o GDM (MLP actor)", False, 1), "gdm": ("A. w/ GDM (DM-DDPG)", True, 1)}
+
+
+def actors(train_candidates: tuple[int, ...] = ()) -> dict[str, tuple[str, bool, int]]:
+    """{key: (label, diffusion actor?, AgentConfig.action_candidates)}: Fig. 2's two actors, plus a GDM actor that
+    acts in training by the best of N chains by Q for each N in `train_candidates`."""
+    extra = {f"gdm_best{n}": (f"A. w/ GDM, acting best of {n} by Q", True, n) for n in train_candidates if n > 1}
+    return {**ACTORS, **extra}
+
+
+def train_actor(scale: Scale, actor: str, seeds: int, force: bool = False) -> tuple[Any, Any, Any, np.ndarray]:
+    """Train Designed R. with the `actor` (a key of `actors`: "mlp", "gdm", "gdm_best<N>") for `seeds` seeds as one
+    vmapped program.
+
+    Returns (config, trainer, agents (a pytree stacked over seeds [S, ...]), training sum rate [S, epochs])."""
+    env, params = make_env(scale)
+    label, gdm, candidates = actors((int(actor.removeprefix("gdm_best")),) if actor.startswith("gdm_best") else ())[actor]
+    config = scale.config("designed", action_gdm=gdm).replace(action_candidates=candidates)
+    trainer = make_trainer(config, env, params)
+    keys, hp = with_seeds(grid(scale.base_hparams()), seeds)
+    path = RESULTS / "runs" / scale.name / f"policy_eval_{actor}.npz"
+    template = jax.eval_shape(jax.vmap(trainer.train), keys, hp)
+    treedef = jax.tree_util.tree_structure(template[0].agent)
+    if path.exists() and not force:
+        data = np.load(path, allow_pickle=False)
+        if int(data["seeds"]) == seeds:
+            leaves = [jnp.asarray(data[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
+            return config, trainer, jax.tree_util.tree_unflatten(treedef, leaves), data["objective_mean"]
+    t0 = time.perf_counter()
+    state, metrics = jax.jit(jax.vmap(trainer.train))(keys, hp)
+    objective = np.asarray(metrics["objective_mean"], np.float32)
+    print(f"  trained {label}: {seeds} seeds x {scale.epochs} epochs in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    leaves = jax.tree_util.tree_leaves(state.agent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, seeds=seeds, objective_mean=objective,
+                        **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
+    return config, trainer, state.agent, objective
+
+
+def _sum_rates(scale: Scale, trainer: Any, env_state: Any, actions: jax.Array) -> jax.Array:
+    """C (bit/s/Hz) of actions [slots, A] (actor space) on one-shot slots env_state [slots] -> [slots]."""
+    env, params = make_env(scale)
+    step = lambda s, a: env.step(jax.random.key(0), s, _to_env_action(trainer.spec, a), params)[5]["sum_rate"]
+    return jax.vmap(step)(env_state, actions)
+
+
+def evaluate_seed(scale: Scale, config: Any, trainer: Any, agent: Any, obs: jax.Array, env_state: Any,
+                  candidates: tuple[int, ...], key: jax.Array) -> dict[str, jax.Array]:
+    """Mean C over the slots of each read-out of one seed's trained `agent` (unbatched). obs [slots, obs_dim]."""
+    dim = trainer.spec.dim
+    hp = scale.base_hparams()
+    k_beh, k_greedy, k_best, k_oracle = jax.random.split(key, 4)
+    rate = lambda a: _sum_rates(scale, trainer, env_state, a).mean()
+    out = {"behaviour": rate(act(k_beh, config, agent, obs, hp, dim, False, True)),
+           "greedy": rate(act(k_greedy, config, agent, obs, hp, dim, False, False))}
+    if config.actor.kind != "diffusion":
+        return out
+    for n, k in zip(candidates, jax.random.split(k_best, len(candidates))):
+        out[f"best of {n} by Q"] = rate(best_of_n(k, config, agent, obs, dim, n)[0])
+    n = max(candidates)
+    chains = actor_forward(config.actor, agent.actor, k_oracle, jnp.repeat(obs, n, 0), dim, False).action  # [slots*n, A]
+    rates = jax.vmap(lambda i: _sum_rates(scale, trainer, env_state, chains.reshape(-1, n, dim)[:, i]))(
+        jnp.arange(n)).T  # [slots, n]
+    for m in candidates:
+        out[f"best of {m} by C (oracle)"] = rates[:, :m].max(1).mean()
+    return out
+
+
+def run(scale: Scale, seeds: int, slots: int, candidates: tuple[int, ...], force: bool,
+        train_candidates: tuple[int, ...] = ()) -> dict[str, Any]:
+    env, params = make_env(scale)
+    # the same slots for every actor and seed (common random numbers), drawn apart from the training keys
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(2024), slots), params)
+    out: dict[str, Any] = {"scale": scale.name, "epochs": scale.epochs, "seeds": seeds, "slots": slots,
+                           "candidates": list(candidates), "baselines": baselines(scale), "readouts": {}}
+    for actor, (label, _, _) in actors(train_candidates).items():
+        config, trainer, agents, objective = train_actor(scale, actor, seeds, force)
+        fn = jax.jit(jax.vmap(lambda a, k: evaluate_seed(scale, config, trainer, a, obs, env_state, candidates, k)))
+        per_seed = fn(agents, jax.random.split(jax.random.key(7), seeds))
+        tail = objective[:, -max(1, objective.shape[1] // 10):].mean(1)
+        order = ["behaviour", "greedy", *(f"best of {n} by Q" for n in candidates),
+                 *(f"best of {n} by C (oracle)" for n in candidates)]
+        rows = {"training (last 10% of epochs)": tail, **{k: np.asarray(per_seed[k]) for k in order if k in per_seed}}
+        for name, values in rows.items():
+            values = np.asarray(values, np.float64)
+            out["readouts"][f"{label}: {name}"] = {
+                "actor": actor, "readout": name, "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if seeds > 1 else 0.0, "per_seed": values.tolist()}
+            print(f"  {label:26s} {name:30s} {values.mean():.3f} ± {out['readouts'][f'{label}: {name}']['std']:.3f}",
+                  flush=True)
+    out["comparisons"] = _comparisons(out["readouts"])
+    return out
+
+
+def _comparisons(readouts: dict[str, dict]) -> dict[str, dict]:
+    """Welch t-tests over seeds of each diffusion actor's read-out (keyed as `readouts`) against the MLP actor's
+    same read-out (training, behaviour, greedy), and of the best-of-N read-outs against the MLP actor's greedy
+    policy (its best: N copies of a deterministic action are one action). Oracles are not policies."""
+    mlp = {v["readout"]: v for v in readouts.values() if v["actor"] == "mlp"}
+    out = {}
+    for name, v in readouts.items():
+        if v["actor"] == "mlp" or "oracle" in v["readout"] or len(v["per_seed"]) < 2:
+            continue
+        ref = v["readout"] if v["readout"] in mlp else "greedy"
+        t, p = stats.ttest_ind(v["per_seed"], mlp[ref]["per_seed"], equal_var=False)
+        out[name] = {"reference": f"MLP {ref}", "difference": v["mean"] - mlp[ref]["mean"], "welch_t": float(t),
+                     "p_value": float(p)}
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    readouts = result["readouts"]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    colors = {actor: next(palette) for actor in dict.fromkeys(v["actor"] for v in readouts.values())}
+    for i, (name, v) in enumerate(readouts.items()):
+        ax.bar(i, v["mean"], yerr=v["std"], color=colors[v["actor"]], alpha=0.45 if "oracle" in name else 0.85,
+               capsize=3)
+        ax.plot(np.full(len(v["per_seed"]), i), v["per_seed"], "k.", ms=3)
+    refs = result["baselines"]
+    for (name, ls) in (("random", ":"), ("mrt-wf-mmse", "--")):
+        if name in refs:
+            ax.axhline(refs[name], ls=ls, lw=0.9, color="k", label=f"{name} policy {refs[name]:.3f}")
+    ax.set_xticks(range(len(readouts)), [n.replace(": ", "\n") for n in readouts], rotation=60, ha="right",
+                  fontsize=6)
+    lows = [min(v["per_seed"]) for v in readouts.values()]
+    ax.set_ylim(min(min(lows), refs.get("random", min(lows))) * 0.9, None)
+    ax.set_ylabel("sum rate C (bit/s/Hz)")
+    ax.set_title(f"Trained actors read out on {result['slots']} fresh slots ({result['scale']} scale, "
+                 f"{result['epochs']} epochs, {result['seeds']} seeds; dots: seeds; pale: oracle, not a policy)",
+                 fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="quick", choices=sorted(SCALES))
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=1024, help="fresh FD-ISAC slots per read-out")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[4, 16, 64], help="N of the best-of-N read-outs")
+    parser.add_argument("--train-candidates", type=int, nargs="*", default=[],
+                        help="also train a GDM actor that acts by the best of N chains by Q (AgentConfig."
+                             "action_candidates), for each N")
+    parser.add_argument("--force", action="store_true", help="retrain instead of using the cached agents")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.slots < 1 or min(args.candidates) < 1:
+        parser.error("--seeds, --slots and --candidates must be >= 1")
+    scale = SCALES[args.scale]
+    if any(n < 2 for n in args.train_candidates):
+        parser.error("--train-candidates must be >= 2 (1 is the plain GDM actor)")
+    result = run(scale, args.seeds, args.slots, tuple(sorted(set(args.candidates))), args.force,
+                 tuple(sorted(set(args.train_candidates))))
+    out = RESULTS / scale.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "policy_eval.json").write_text(json.dumps(result, indent=1))
+    with open(out / "policy_eval.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["actor", "readout", "mean", "std", "per_seed"])
+        for v in result["readouts"].values():
+            writer.writerow([v["actor"], v["readout"], f"{v['mean']:.4f}", f"{v['std']:.4f}",
+                             " ".join(f"{x:.4f}" for x in v["per_seed"])])
+    plot(result, out / "policy_eval.png")
+    for name, c in result["comparisons"].items():
+        print(f"  {name:60s} vs {c['reference']:14s} {c['difference']:+.3f} (Welch t = {c['welch_t']:.2f}, "
+              f"p = {c['p_value']:.3f})")
+    print(f"wrote {out / 'policy_eval.json'}")
+
+
+if __name__ == "__main__":
+    main()
