@@ -49,7 +49,8 @@ from jaxdiff_rl.train import _to_env_action, make_trainer
 # run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.d2rl.common import RESULTS, SCALES, Scale, baselines, make_env  # noqa: E402
+from experiments.d2rl.common import (  # noqa: E402
+    RESULTS, SCALES, Scale, baselines, convergence, first_reach, make_env, moving_average)
 
 ACTORS = {"mlp": ("A. w/o GDM (MLP actor)", False, 1), "gdm": ("A. w/ GDM (DM-DDPG)", True, 1)}
 
@@ -127,8 +128,10 @@ def run(scale: Scale, seeds: int, slots: int, candidates: tuple[int, ...], force
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(2024), slots), params)
     out: dict[str, Any] = {"scale": scale.name, "epochs": scale.epochs, "seeds": seeds, "slots": slots,
                            "candidates": list(candidates), "baselines": baselines(scale), "readouts": {}}
+    curves = {}
     for actor, (label, _, _) in actors(train_candidates).items():
         config, trainer, agents, objective = train_actor(scale, actor, seeds, force)
+        curves[label] = np.nanmean(np.asarray(objective, np.float64), 0)
         fn = jax.jit(jax.vmap(lambda a, k: evaluate_seed(scale, config, trainer, a, obs, env_state, candidates, k)))
         per_seed = fn(agents, jax.random.split(jax.random.key(7), seeds))
         tail = objective[:, -max(1, objective.shape[1] // 10):].mean(1)
@@ -143,6 +146,21 @@ def run(scale: Scale, seeds: int, slots: int, candidates: tuple[int, ...], force
             print(f"  {label:26s} {name:30s} {values.mean():.3f} ± {out['readouts'][f'{label}: {name}']['std']:.3f}",
                   flush=True)
     out["comparisons"] = _comparisons(out["readouts"])
+    out["training"] = training_summary(curves, scale.window)
+    return out
+
+
+def training_summary(curves: dict[str, np.ndarray], window: int, points: int = 1000) -> dict[str, dict]:
+    """Per actor, from its seed-mean training sum-rate curve [epochs]: the plateau and convergence epoch of the
+    common rule (`common.convergence`), the first epoch at 95% of the best plateau among these actors, and the
+    MA curve at `points` evenly spaced epochs (for the figure)."""
+    out = {label: convergence(curve, window) for label, curve in curves.items()}
+    best = max(v["plateau"] for v in out.values())
+    for label, curve in curves.items():
+        stride = max(1, len(curve) // points)
+        out[label]["epoch_to_95pct_best"] = first_reach(curve, window, 0.95 * best)
+        out[label]["ma_epochs"] = list(range(0, len(curve), stride))
+        out[label]["ma"] = [float(x) for x in moving_average(curve, window)[::stride]]
     return out
 
 
@@ -169,9 +187,13 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     readouts = result["readouts"]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    fig, (ax_curve, ax) = plt.subplots(1, 2, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 2]})
     palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
     colors = {actor: next(palette) for actor in dict.fromkeys(v["actor"] for v in readouts.values())}
+    for (label, t), color in zip(result["training"].items(), colors.values()):
+        ax_curve.plot(t["ma_epochs"], t["ma"], color=color, label=f"{label} (plateau {t['plateau']:.3f})")
+    ax_curve.set(xlabel="epoch", ylabel="training sum rate C, MA (bit/s/Hz)", title="(a) training (seed mean)")
+    ax_curve.legend(fontsize=7)
     for i, (name, v) in enumerate(readouts.items()):
         ax.bar(i, v["mean"], yerr=v["std"], color=colors[v["actor"]], alpha=0.45 if "oracle" in name else 0.85,
                capsize=3)
@@ -185,7 +207,7 @@ def plot(result: dict, path: Path) -> None:
     lows = [min(v["per_seed"]) for v in readouts.values()]
     ax.set_ylim(min(min(lows), refs.get("random", min(lows))) * 0.9, None)
     ax.set_ylabel("sum rate C (bit/s/Hz)")
-    ax.set_title(f"Trained actors read out on {result['slots']} fresh slots ({result['scale']} scale, "
+    ax.set_title(f"(b) trained actors read out on {result['slots']} fresh slots ({result['scale']} scale, "
                  f"{result['epochs']} epochs, {result['seeds']} seeds; dots: seeds; pale: oracle, not a policy)",
                  fontsize=8)
     ax.legend(fontsize=7)

@@ -113,6 +113,11 @@ def policy_table(result: dict) -> str:
                                         + ("" if c["reference"] == f"MLP {v['readout']}" else f" vs {c['reference']}"))
         rows.append(f"| {name.split(': ')[0]} | {v['readout']} | {v['mean']:.3f} ± {v['std']:.3f} | "
                     f"{min(v['per_seed']):.3f} | {versus} |")
+    if "training" in result:
+        rows += ["", "| actor | training plateau | conv. | 95% of best |", "|---|---|---|---|"]
+        for label, t in result["training"].items():
+            reach = "never" if t["epoch_to_95pct_best"] is None else t["epoch_to_95pct_best"]
+            rows.append(f"| {label} | {t['plateau']:.3f} | {t['epoch']} | {reach} |")
     return "\n".join(rows)
 
 

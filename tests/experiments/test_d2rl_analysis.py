@@ -189,3 +189,21 @@ def test_policy_eval_welch_comparison_and_table_against_hand_computed_values():
     assert lines[2] == "| MLP | greedy | 0.515 ± 0.026 | 0.490 | - |"
     assert lines[3].startswith("| GDM | greedy | 0.500 ± 0.000 | 0.490 | -0.015 (") and lines[3].endswith(") |")
     assert lines[4] == "| GDM | best of 4 by Q | 0.584 ± 0.021 | 0.560 | +0.069 (4.3, 0.006) vs MLP greedy |"
+
+
+def test_policy_eval_training_summary_follows_the_common_rule():
+    epochs, window = 400, 20
+    fast = np.minimum(np.arange(epochs) / 100, 1.0) * 0.5  # reaches 0.5 at epoch 100
+    slow = np.minimum(np.arange(epochs) / 300, 1.0) * 0.4
+    out = policy_eval.training_summary({"fast": fast, "slow": slow}, window, points=100)
+    for name, curve in (("fast", fast), ("slow", slow)):
+        assert out[name]["plateau"] == pytest.approx(common.convergence(curve, window)["plateau"])
+        assert out[name]["epoch"] == common.convergence(curve, window)["epoch"]
+        assert out[name]["ma_epochs"] == list(range(0, epochs, 4)) and len(out[name]["ma"]) == 100
+    # 95% of the best plateau (0.5): the trailing MA of `fast` first reaches 0.475 once the last `window` epochs
+    # average that much, i.e. at epoch 104 or so; `slow` tops out at 0.4 and never does
+    ma = _loop_moving_average(fast, window)
+    assert out["fast"]["epoch_to_95pct_best"] == int(np.flatnonzero(ma[window:] >= 0.95 * 0.5)[0]) + window
+    assert out["slow"]["epoch_to_95pct_best"] is None
+    table = tables.policy_table({"readouts": {}, "comparisons": {}, "training": out}).splitlines()
+    assert table[-2].startswith("| fast | 0.500 | ") and table[-1].endswith("| never |")
