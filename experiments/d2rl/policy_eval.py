@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.d2rl.common import (  # noqa: E402
     RESULTS, SCALES, Scale, baselines, convergence, first_reach, make_env, moving_average)
+from experiments.d2rl.reproduce import _plt  # noqa: E402
 
 ACTORS = {"mlp": ("A. w/o GDM (MLP actor)", False, 1), "gdm": ("A. w/ GDM (DM-DDPG)", True, 1)}
 
@@ -181,11 +182,7 @@ def _comparisons(readouts: dict[str, dict]) -> dict[str, dict]:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     readouts = result["readouts"]
     fig, (ax_curve, ax) = plt.subplots(1, 2, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 2]})
     palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
