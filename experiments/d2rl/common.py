@@ -92,36 +92,58 @@ def make_env(scale: Scale):
     return envs.make("fd-isac", one_shot=True, **scale.env)
 
 
-def run_variant(scale: Scale, name: str, config, hparams, seeds: int, force: bool = False) -> dict[str, Any]:
+def run_variant(scale: Scale, name: str, config, hparams, seeds: int, force: bool = False,
+                keep_agent: bool = False) -> dict[str, Any]:
     """Train `seeds` seeds x every setting of `hparams` (stacked [G] or a single setting) as one vmapped program.
 
     Cached in results/runs/<scale>/<name>.npz. Returns {"metrics": {key: [runs, epochs]}, "seconds": run time
-    without compile, "compile_seconds", "seconds_per_epoch" (of the whole vmapped program), "runs"}."""
+    without compile, "compile_seconds", "seconds_per_epoch" (of the whole vmapped program), "runs"}; with
+    `keep_agent`, also "agent": the trained agents, a pytree stacked over runs [runs, ...] (a cache without them,
+    or with other shapes, is retrained)."""
     path = RESULTS / "runs" / scale.name / f"{name}.npz"
-    if path.exists() and not force:
-        data = np.load(path, allow_pickle=False)
+    data = np.load(path, allow_pickle=False) if path.exists() and not force else None
+    if data is not None:
         meta = json.loads(str(data["meta"]))
-        return {**meta, "metrics": {k: data[k] for k in data.files if k != "meta"}}
+        cached = {**meta, "metrics": {k: data[k] for k in data.files if k != "meta" and not k.startswith("agent_")}}
+        if not keep_agent:
+            return cached
     env, env_params = make_env(scale)
     trainer = make_trainer(config, env, env_params)
     if np.ndim(jax.tree_util.tree_leaves(hparams)[0]) == 0:
         hparams = grid(hparams)  # one setting -> a stacked sweep of size 1
     keys, hp = with_seeds(hparams, seeds)
     fn = jax.jit(jax.vmap(trainer.train))
+    if data is not None:
+        agent = _cached_agent(data, jax.eval_shape(fn, keys, hp)[0].agent)
+        if agent is not None:
+            return {**cached, "agent": agent}
     t0 = time.perf_counter()
     compiled = fn.lower(keys, hp).compile()
     t1 = time.perf_counter()
-    _, metrics = compiled(keys, hp)
+    state, metrics = compiled(keys, hp)
     jax.block_until_ready(metrics)
     t2 = time.perf_counter()
     keep = {k: np.asarray(v, np.float32) for k, v in metrics.items() if k in KEEP or k.startswith("grad_mean/actor")}
     meta = {"seconds": t2 - t1, "compile_seconds": t1 - t0, "seconds_per_epoch": (t2 - t1) / scale.epochs,
             "runs": int(keys.shape[0]), "name": name}
+    agent_leaves = jax.tree_util.tree_leaves(state.agent) if keep_agent else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, meta=json.dumps(meta), **keep)
+    np.savez_compressed(path, meta=json.dumps(meta), **keep,
+                        **{f"agent_{i}": np.asarray(x) for i, x in enumerate(agent_leaves)})
     print(f"  {name:28s} {keys.shape[0]:3d} runs  {t2 - t1:7.1f} s (+{t1 - t0:.0f} s compile)  "
           f"final sum rate {np.nanmean(keep['objective_mean'][:, -scale.window:]):.3f}", flush=True)
-    return {**meta, "metrics": keep}
+    return {**meta, "metrics": keep, **({"agent": state.agent} if keep_agent else {})}
+
+
+def _cached_agent(data: Any, template: Any) -> Any:
+    """The agents stored in an npz as agent_<i> leaves, unflattened like `template` (a pytree of shapes); None if
+    they are missing or their shapes differ (a stale cache)."""
+    treedef = jax.tree_util.tree_structure(template)
+    shapes = [x.shape for x in jax.tree_util.tree_leaves(template)]
+    names = [f"agent_{i}" for i in range(treedef.num_leaves)]
+    if not all(n in data.files for n in names) or [data[n].shape for n in names] != shapes:
+        return None
+    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(data[n]) for n in names])
 
 
 _BASELINES: dict[str, dict[str, float]] = {}
@@ -177,25 +199,37 @@ def first_reach(curve: np.ndarray, window: int, level: float) -> int | None:
     return int(hit[0]) + window if len(hit) else None
 
 
+def seed_tail_means(objective: np.ndarray) -> np.ndarray:
+    """Training sum rate [seeds, epochs] -> each seed's mean over the last 10% of epochs [seeds] (NaN-aware)."""
+    objective = np.asarray(objective, np.float64)
+    return np.nanmean(objective[:, -max(1, objective.shape[1] // 10):], axis=1)
+
+
+def convergence_race(curves: dict[str, np.ndarray], window: int) -> dict[str, dict]:
+    """Seed-mean curves {name: [epochs]} -> per name, `convergence` plus "epoch_to_95pct_best": the first epoch
+    (`first_reach`) at 95% of the best plateau among these curves (None if never)."""
+    out = {name: convergence(curve, window) for name, curve in curves.items()}
+    best = max(v["plateau"] for v in out.values())
+    for name, curve in curves.items():
+        out[name]["epoch_to_95pct_best"] = first_reach(curve, window, 0.95 * best)
+    return out
+
+
 def summarise(runs: dict[str, dict], scale: Scale, seeds: int) -> dict[str, dict]:
     """Per variant: plateau, convergence epoch, total compute to convergence, compute per epoch (one seed's
     share of the vmapped program), epoch reaching 95% of the best plateau, and the mean ± std over seeds of each
     seed's mean sum rate over the last 10% of epochs (the spread that says whether two plateaus differ; "per_seed"
     lists them, so a variant where some seeds stall shows as such)."""
-    out = {}
     curves = {name: np.nanmean(run["metrics"]["objective_mean"], axis=0) for name, run in runs.items()}
+    out = convergence_race(curves, scale.window)
     for name, run in runs.items():
-        per_seed = np.asarray(run["metrics"]["objective_mean"], np.float64)
-        per_seed = np.nanmean(per_seed[:, -max(1, per_seed.shape[1] // 10):], axis=1)
-        out[name] = {**convergence(curves[name], scale.window),
-                     "seconds_per_epoch": run["seconds_per_epoch"] / run["runs"],
-                     "per_seed_mean": float(per_seed.mean()),
-                     "per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
-                     "per_seed": per_seed.tolist()}
-    best = max(v["plateau"] for v in out.values())
-    for name, v in out.items():
+        per_seed = seed_tail_means(run["metrics"]["objective_mean"])
+        v = out[name]
+        v.update({"seconds_per_epoch": run["seconds_per_epoch"] / run["runs"],
+                  "per_seed_mean": float(per_seed.mean()),
+                  "per_seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+                  "per_seed": per_seed.tolist()})
         v["total_seconds_to_convergence"] = v["epoch"] * v["seconds_per_epoch"]
-        v["epoch_to_95pct_best"] = first_reach(curves[name], scale.window, 0.95 * best)
         v["seeds"] = seeds
     return out
 

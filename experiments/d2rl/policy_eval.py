@@ -32,7 +32,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +42,13 @@ from scipy import stats
 
 from jaxdiff_rl.agents.base import act, best_of_n
 from jaxdiff_rl.agents.networks import actor_forward
-from jaxdiff_rl.sweep import grid, with_seeds
 from jaxdiff_rl.train import _to_env_action, make_trainer
 
 # run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.d2rl.common import (  # noqa: E402
-    RESULTS, SCALES, Scale, baselines, convergence, first_reach, make_env, moving_average)
+    RESULTS, SCALES, Scale, baselines, convergence_race, make_env, moving_average, run_variant, seed_tail_means)
 from experiments.d2rl.reproduce import _plt  # noqa: E402
 
 ACTORS = {"mlp": ("A. w/o GDM (MLP actor)", False, 1), "gdm": ("A. w/ GDM (DM-DDPG)", True, 1)}
@@ -65,35 +63,15 @@ def actors(train_candidates: tuple[int, ...] = ()) -> dict[str, tuple[str, bool,
 
 def train_actor(scale: Scale, actor: str, seeds: int, force: bool = False) -> tuple[Any, Any, Any, np.ndarray]:
     """Train Designed R. with the `actor` (a key of `actors`: "mlp", "gdm", "gdm_best<N>") for `seeds` seeds as one
-    vmapped program.
+    vmapped program (`common.run_variant`, cached with the trained agents as policy_eval_<actor>).
 
     Returns (config, trainer, agents (a pytree stacked over seeds [S, ...]), training sum rate [S, epochs])."""
     env, params = make_env(scale)
     extra = (int(actor.removeprefix("gdm_best")),) if actor.startswith("gdm_best") else ()
-    label, gdm, candidates = actors(extra)[actor]
+    _, gdm, candidates = actors(extra)[actor]
     config = scale.config("designed", action_gdm=gdm).replace(action_candidates=candidates)
-    trainer = make_trainer(config, env, params)
-    keys, hp = with_seeds(grid(scale.base_hparams()), seeds)
-    path = RESULTS / "runs" / scale.name / f"policy_eval_{actor}.npz"
-    template = jax.eval_shape(jax.vmap(trainer.train), keys, hp)
-    treedef = jax.tree_util.tree_structure(template[0].agent)
-    if path.exists() and not force:
-        data = np.load(path, allow_pickle=False)
-        shapes = [x.shape for x in jax.tree_util.tree_leaves(template[0].agent)]
-        leaves = [data[f"leaf_{i}"] for i in range(treedef.num_leaves) if f"leaf_{i}" in data.files]
-        if int(data["seeds"]) == seeds and [x.shape for x in leaves] == shapes:  # else: stale cache, retrain
-            leaves = [jnp.asarray(x) for x in leaves]
-            return config, trainer, jax.tree_util.tree_unflatten(treedef, leaves), data["objective_mean"]
-    t0 = time.perf_counter()
-    state, metrics = jax.jit(jax.vmap(trainer.train))(keys, hp)
-    objective = np.asarray(metrics["objective_mean"], np.float32)
-    print(f"  trained {label}: {seeds} seeds x {scale.epochs} epochs in {time.perf_counter() - t0:.0f} s "
-          "(with compile)", flush=True)
-    leaves = jax.tree_util.tree_leaves(state.agent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, seeds=seeds, objective_mean=objective,
-                        **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
-    return config, trainer, state.agent, objective
+    run = run_variant(scale, f"policy_eval_{actor}", config, scale.base_hparams(), seeds, force, keep_agent=True)
+    return config, make_trainer(config, env, params), run["agent"], run["metrics"]["objective_mean"]
 
 
 def _sum_rates(scale: Scale, trainer: Any, env_state: Any, actions: jax.Array) -> jax.Array:
@@ -139,7 +117,7 @@ def run(scale: Scale, seeds: int, slots: int, candidates: tuple[int, ...], force
         curves[label] = np.nanmean(np.asarray(objective, np.float64), 0)
         fn = jax.jit(jax.vmap(lambda a, k: evaluate_seed(scale, config, trainer, a, obs, env_state, candidates, k)))
         per_seed = fn(agents, jax.random.split(jax.random.key(7), seeds))
-        tail = objective[:, -max(1, objective.shape[1] // 10):].mean(1)
+        tail = seed_tail_means(objective)
         order = ["behaviour", "greedy", *(f"best of {n} by Q" for n in candidates),
                  *(f"best of {n} by C (oracle)" for n in candidates)]
         rows = {"training (last 10% of epochs)": tail, **{k: np.asarray(per_seed[k]) for k in order if k in per_seed}}
@@ -159,11 +137,9 @@ def training_summary(curves: dict[str, np.ndarray], window: int, points: int = 1
     """Per actor, from its seed-mean training sum-rate curve [epochs]: the plateau and convergence epoch of the
     common rule (`common.convergence`), the first epoch at 95% of the best plateau among these actors, and the
     MA curve at `points` evenly spaced epochs (for the figure)."""
-    out = {label: convergence(curve, window) for label, curve in curves.items()}
-    best = max(v["plateau"] for v in out.values())
+    out = convergence_race(curves, window)
     for label, curve in curves.items():
         stride = max(1, len(curve) // points)
-        out[label]["epoch_to_95pct_best"] = first_reach(curve, window, 0.95 * best)
         out[label]["ma_epochs"] = list(range(0, len(curve), stride))
         out[label]["ma"] = [float(x) for x in moving_average(curve, window)[::stride]]
     return out

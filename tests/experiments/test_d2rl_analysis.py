@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -207,3 +208,20 @@ def test_policy_eval_training_summary_follows_the_common_rule():
     assert out["slow"]["epoch_to_95pct_best"] is None
     table = tables.policy_table({"readouts": {}, "comparisons": {}, "training": out}).splitlines()
     assert table[-2].startswith("| fast | 0.500 | ") and table[-1].endswith("| never |")
+
+
+def test_cached_agents_round_trip_and_a_stale_cache_is_refused(tmp_path):
+    """run_variant(keep_agent=True) stores the agents as agent_<i> leaves; a cache whose leaves are missing or
+    of other shapes (other seeds, other widths) must be retrained, not silently unflattened."""
+    agent = {"actor": {"w": np.arange(24.0).reshape(2, 3, 4), "b": np.ones((2, 4))}, "step": np.array([3, 5])}
+    template = jax.eval_shape(lambda: agent)
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(agent)]
+    np.savez(tmp_path / "ok.npz", meta="{}", **{f"agent_{i}": x for i, x in enumerate(leaves)})
+    back = common._cached_agent(np.load(tmp_path / "ok.npz"), template)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(agent)
+    for a, b in zip(jax.tree_util.tree_leaves(back), leaves):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    np.savez(tmp_path / "stale.npz", meta="{}", **{f"agent_{i}": x[:1] for i, x in enumerate(leaves)})  # 1 seed
+    assert common._cached_agent(np.load(tmp_path / "stale.npz"), template) is None
+    np.savez(tmp_path / "metrics_only.npz", meta="{}", objective_mean=np.zeros((2, 5)))
+    assert common._cached_agent(np.load(tmp_path / "metrics_only.npz"), template) is None
