@@ -69,6 +69,10 @@ register(
     gain_high=[2.0] * 5 + [1.0] * 5,
     reward_mode="regret",
 )
+# Low-SNR power allocation (the main job's problem): 1 W over 3 channels with gains U(0.1, 2.0), noise 1 W, so
+# water-filling often switches channels off and every textbook heuristic is clearly suboptimal (equal power 85%,
+# best channel 91%, gain-proportional 95% of the optimum); reward = rate - optimum (GDMOPT's regret).
+register("msr-3-lowsnr", MSR, num_channels=3, total_power=1.0, gain_low=0.1, gain_high=2.0, reward_mode="regret")
 register("aigc", AIGC)
 register("co", Offloading)
 register("nu", NomaUav)

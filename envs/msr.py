@@ -14,7 +14,8 @@ Observation: [g_1/n_1, ..., g_N/n_N, P], shape [N + 1] (the normalised gains and
 problem vector x; including P lets one policy serve a vmapped sweep over budgets).
 
 Reward modes (`EnvParams.reward_mode`, static): "rate" = R(p); "regret" = R(p) - R(p*) (<= 0, 0 is optimal;
-the GDMOPT convention). An episode is `max_steps_in_episode` independent instances and ends with
+the GDMOPT convention; `optimal_value` stays R(p*), and the training loop's `optimum_fraction` is
+sum R(p) / sum R(p*) in both modes). An episode is `max_steps_in_episode` independent instances and ends with
 `terminated=True`; instances are i.i.d. (see `envs.problem.ProblemEnvironment`).
 
 Exact reference: `water_filling` (closed form via sorting, jittable, vmappable), `optimal_value`,
@@ -167,8 +168,21 @@ class MSR(ProblemEnvironment):
     reference_policy = "water-filling"
 
     def policies(self) -> dict:
-        """"random" (uniform in the Box) and "water-filling" (the exact optimum)."""
-        return {**super().policies(), "water-filling": lambda key, obs, state, params: self.optimal_action(key, state, params)}
+        """Baselines, each an action in the Box (powers p = P |a| / sum |a|):
+        "random" (uniform in the Box), the textbook heuristics "equal-power" (p_i = P/N), "best-channel" (all of
+        P on the largest g_i / n_i) and "gain-proportional" (p_i proportional to g_i / n_i), and "water-filling"
+        (the exact optimum)."""
+        def snr(state: MSRState, params: MSRParams) -> jax.Array:
+            return state.gains / jnp.asarray(params.noise_power, jnp.float32)
+
+        return {
+            **super().policies(),
+            "equal-power": lambda key, obs, state, params: jnp.ones((params.num_channels,), jnp.float32),
+            "best-channel": lambda key, obs, state, params: jax.nn.one_hot(
+                jnp.argmax(snr(state, params)), params.num_channels, dtype=jnp.float32),
+            "gain-proportional": lambda key, obs, state, params: snr(state, params) / jnp.max(snr(state, params)),
+            "water-filling": lambda key, obs, state, params: self.optimal_action(key, state, params),
+        }
 
     # --- spaces and validation ------------------------------------------------------------------------------
     def action_space(self, params: MSRParams | None = None) -> Box:

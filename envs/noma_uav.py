@@ -11,10 +11,15 @@ Constants are the reference's units (rho0 = 60, sigma^2 = 110, P = 18); the prob
 Exact power split. With n_r = sigma^2 / h_r^2 (ascending in r) and cumulative powers S_r = p_1 + ... + p_r, the
 sum rate telescopes to  sum_{r<K} log2((S_r + n_r) / (S_r + n_{r+1})) + const,  each term increasing in S_r because
 n_r < n_{r+1}; the ordering p_1 <= ... <= p_K caps S_r at r P / K, and equal powers reach every cap at once. So
-p = P/K for every user is optimal at *every* UAV position, and the problem reduces to the position (the reference's
-0.1-power grid contains P/K = 6 exactly, so its exhaustive search returns the same powers; the tests check this by
-brute force). `solve` searches the position on the reference's 1 m grid inside the triangle spanned by the
-terminals (bounding box for K != 3); `solve_continuous` refines that optimum by projected gradient ascent.
+p = P/K for every user is optimal at *every* UAV position, and the problem reduces to the position (the tests check
+this by brute force over ordered splits). The reference's exhaustive search does not find this split: its
+`feasible_solution()` keeps only strictly ordered powers (p_1 < p_2 < p_3, ties excluded) on a 0.1 grid of cell
+midpoints, which excludes P/3, so every solution it stores is (5.85, 6.05, 6.1) mW at P = 18 mW ((9.85, 10.05, 10.1)
+at 30 mW), the split that maximises S_1 and then S_2 on that grid. On the same position grid our equal powers give a
+0.2-1.5% higher sum rate (about +0.75% on average at 18 mW, +0.46% at 30 mW); `tests/envs/test_noma_uav.py`
+re-runs the reference's search. `solve` searches the position on the reference's 1 m grid inside the triangle
+spanned by the terminals (bounding box for K != 3); `solve_continuous` refines that optimum by projected gradient
+ascent.
 
 Environment: observation = terminal positions / area side, [2K] in [0, 1]; action a in Box(-1, 1, [2 + K]):
 X, Y = (a_0 + 1)/2 * side, (a_1 + 1)/2 * side; powers q = P |a_2:| / sum |a_2:| (uniform if 0), sorted ascending and

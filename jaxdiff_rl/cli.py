@@ -1,7 +1,8 @@
 """Command line: `jaxdiff-rl {demo,train,eval,plot,envs} [options]` (no sub-command: `demo`).
 
-- `demo` (default): a short D2SAC-vs-SAC run on the AIGC environment and DM-DDPG on msr-3; prints a results table
-  against the heuristics / the water-filling optimum and writes learning curves (see `jaxdiff_rl.demo`).
+- `demo` (default): a vmapped sweep (6 seeds x 2 learning rates) of the diffusion agent DM-TD3 on low-SNR power
+  allocation (`msr-3-lowsnr`), from the untrained policy to within ~1% of the water-filling optimum, against the
+  heuristics, plus the speed ratio against the same runs one after another (see `jaxdiff_rl.demo`).
 - `train`: any algorithm on any environment, several seeds, any hyperparameter; a comma list
   (`--lr-actor 1e-4,3e-4`) becomes a sweep axis; everything runs as one vmapped program, in chunks with a
   progress bar, metrics to `<out>/metrics.jsonl` and orbax checkpoints; `--resume` continues bit-identically.

@@ -90,7 +90,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jaxdiff_rl.demo import run_demo
 
-    run_demo(Path(args.out), scale=args.scale, progress=not args.no_progress)
+    run_demo(Path(args.out), scale=args.scale, progress=not args.no_progress, seeds=args.seeds)
     return 0
 
 
@@ -133,8 +133,10 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="curves.png")
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("demo", help="D2SAC vs SAC on AIGC and DM-DDPG on msr-3 (the default job)")
+    p = sub.add_parser("demo", help="a vmapped DM-TD3 sweep on low-SNR power allocation vs heuristics and the "
+                                    "optimum (the default job)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the demo's training length")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per learning rate")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)

@@ -24,7 +24,7 @@ from jaxdiff_rl.train import Trainer, make_trainer
 __all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS", "HPARAM_FIELDS"]
 
 STATIC_FIELDS = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
-                 "n_step", "learning_starts")
+                 "n_step", "learning_starts", "action_candidates")
 HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(Hparams))
 
 
@@ -112,11 +112,13 @@ def train_spec(spec: TrainSpec, out_dir: str | Path | None = None, chunk_iterati
                progress=progress, description={"spec": spec.to_json(), "settings": settings})
 
 
-def evaluate_spec(trainer: Trainer, state: Any, hp: Hparams, num_steps: int, seed: int = 1) -> dict[str, np.ndarray]:
-    """Greedy evaluation of every run of a stacked state: {metric: [R]}."""
+def evaluate_spec(trainer: Trainer, state: Any, hp: Hparams, num_steps: int, seed: int = 1,
+                  num_envs: int | None = None) -> dict[str, np.ndarray]:
+    """Greedy evaluation of every run of a stacked state in `num_envs` environments (default the config's):
+    {metric: [R]}."""
     runs = int(jax.tree_util.tree_leaves(hp)[0].shape[0])
     keys = jax.random.split(jax.random.PRNGKey(seed), runs)
-    fn = jax.jit(jax.vmap(lambda s, k, h: trainer.evaluate(s, k, h, num_steps)))
+    fn = jax.jit(jax.vmap(lambda s, k, h: trainer.evaluate(s, k, h, num_steps, num_envs=num_envs)))
     return {k: np.asarray(v) for k, v in fn(state, keys, hp).items()}
 
 

@@ -17,7 +17,8 @@ from flax import struct
 
 from envs.environment import Environment, Policy
 
-__all__ = ["RolloutStats", "rollout", "timed_rollout", "TimedRollout", "episode_steps", "baseline_rollouts"]
+__all__ = ["RolloutStats", "rollout", "timed_rollout", "TimedRollout", "episode_steps", "baseline_rollouts",
+           "optimum_fractions"]
 
 
 @struct.dataclass
@@ -134,3 +135,34 @@ def baseline_rollouts(
     `episode_steps` steps in `num_envs` lanes with the same key: {policy name: TimedRollout}."""
     steps = episode_steps(env, params, min_steps)
     return {name: timed_rollout(env, params, policy, key, num_envs, steps) for name, policy in env.policies().items()}
+
+
+@partial(jax.jit, static_argnames=("env", "policy", "num_envs", "num_steps"))
+def _optimum_fraction(env: Environment, params: Any, policy: Policy, key: jax.Array, num_envs: int, num_steps: int):
+    from jaxdiff_rl.train import optimum_fraction
+
+    k_reset, k_scan = jax.random.split(key)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
+
+    def lane(obs, state, key):
+        k_act, k_step = jax.random.split(key)
+        optimum = env.optimal_value(state, params)
+        obs, state, reward, *_ = env.step(k_step, state, policy(k_act, obs, state, params), params)
+        return obs, state, reward, optimum
+
+    def body(carry, key):
+        obs, state, reward, optimum = jax.vmap(lane)(*carry, jax.random.split(key, num_envs))
+        return (obs, state), (jnp.sum(reward), jnp.sum(optimum))
+
+    _, (rewards, optima) = jax.lax.scan(body, (obs, state), jax.random.split(k_scan, num_steps))
+    return optimum_fraction(params, jnp.sum(rewards), jnp.sum(optima))
+
+
+def optimum_fractions(env: Environment, params: Any, key: jax.Array, num_envs: int, num_steps: int = 1) -> dict[str, float]:
+    """Every baseline policy of an environment with an exact optimum (`env.optimal_value`), scored like the
+    training loop's `optimum_fraction`: sum of its objective / sum of the optimal objective over `num_envs` lanes x
+    `num_steps` steps, every policy on the same instances (same key). {policy name: fraction}."""
+    if not hasattr(env, "optimal_value"):
+        raise ValueError(f"optimum_fractions: {type(env).__name__} has no optimal_value")
+    return {name: float(_optimum_fraction(env, params, policy, key, num_envs, num_steps))
+            for name, policy in env.policies().items()}

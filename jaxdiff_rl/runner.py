@@ -4,8 +4,11 @@ JSON lines, an orbax checkpoint after every chunk, and resume that continues bit
     trainer = make_trainer(config, env, env_params)
     result = run(trainer, hparams, keys, out_dir="runs/x", chunk_iterations=10)   # hparams/keys: [R] runs
     result = run(..., resume=True)   # after a crash: restores the last checkpoint, re-runs nothing twice
+    result = run(trainer, hp, jax.random.key(0))   # one run: a single key and unstacked hparams (no run axis)
+    result = run(..., eval_steps=1, eval_envs=256) # greedy evaluation at iteration 0 and after every chunk
 
 Files in `out_dir`: `metrics.jsonl` (one line per iteration and run: {"iteration", "run", <scalar metrics>}),
+`evaluations.jsonl` (with `eval_steps`: one line per evaluation point and run),
 `run.json` (config, hyperparameters, environment, seeds: what `jaxdiff-rl eval/plot` read), `checkpoints/`
 (orbax; the last 2 chunks). Bit-identical resume: the run is one pure function of its state, the state
 (including the PRNG key, as raw uint32) is saved whole after each chunk, and a resumed run calls the same
@@ -18,6 +21,7 @@ import json
 import math
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdiff_rl.sweep import sweep_size
+from jaxdiff_rl.sweep import is_stacked, stack, sweep_size, unstack
 from jaxdiff_rl.train import RunnerState, Trainer, check_finite
 
 __all__ = ["RunResult", "run", "read_metrics", "restore_latest"]
@@ -35,12 +39,17 @@ __all__ = ["RunResult", "run", "read_metrics", "restore_latest"]
 @dataclass
 class RunResult:
     """state: final RunnerState with leading axis R; metrics: {name: np.ndarray [R, iterations]};
-    seconds: wall time of this call (compile included); env_steps_per_s: aggregate over all runs."""
+    seconds: wall time of this call (compile included); env_steps_per_s: aggregate over all runs;
+    evaluations: with `eval_steps`, {"iteration": [E], <Trainer.evaluate metric>: [R, E]} of the greedy policy
+    at iteration 0 (or the resumed one) and after every chunk, else {}; chunk_seconds: wall time of each chunk's
+    training call (the first includes compilation). A single-key run drops the R axis."""
 
     state: RunnerState
     metrics: dict[str, np.ndarray]
     seconds: float
     env_steps_per_s: float
+    evaluations: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    chunk_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
 def _scalar_rows(metrics: dict[str, np.ndarray], first_iteration: int) -> list[str]:
@@ -90,6 +99,18 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
+def _is_single_key(keys: Any) -> bool:
+    keys = jax.numpy.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    if jax.numpy.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        return keys.ndim == 0
+    return keys.ndim == 1 and keys.shape == (2,)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"run: {name} must be an integer >= 1, got {value!r}")
+
+
 def run(
     trainer: Trainer,
     hparams: Any,
@@ -100,33 +121,57 @@ def run(
     progress: bool = True,
     env_params: Any = None,
     description: dict[str, Any] | None = None,
+    eval_steps: int = 0,
+    eval_envs: int | None = None,
+    eval_seed: int = 1,
 ) -> RunResult:
     """Run `trainer.train` for every run (keys [R], hparams stacked [R]) in chunks of iterations.
 
     Args:
         trainer: from `make_trainer`.
-        hparams: Hparams with leading axis R (see `sweep.grid`/`with_seeds`).
-        keys: [R] PRNG keys.
+        hparams: Hparams with leading axis R (see `sweep.grid`/`with_seeds`), or unstacked (shared by all runs).
+        keys: [R] PRNG keys, or one key: a single run, whose state and metrics come back without the run axis.
         out_dir: where metrics, run.json and checkpoints go (None: keep everything in memory).
         chunk_iterations: iterations per chunk (default ~1% of the run, at least 1).
         resume: continue from the last checkpoint in `out_dir` (starts fresh if there is none).
         progress: tqdm bar (stderr) with env steps/s and the latest mean return.
         env_params: stacked [R] environment parameters, or None for the trainer's.
         description: extra JSON-able facts stored in run.json.
+        eval_steps: > 0: evaluate the greedy policy (`Trainer.evaluate`, `eval_steps` steps in `eval_envs`
+            environments, default the config's `num_envs`) before the first chunk and after every chunk, so the
+            learning curve starts at the untrained policy; every run and point uses the key fold_in(eval_seed,
+            iteration) (common random instances across runs). 0: no evaluation.
     Raises:
         FloatingPointError: a loss became NaN/inf (the message names the loss and the iteration).
+        ValueError: run counts that disagree, or chunk/eval sizes < 1.
     """
     from tqdm import tqdm
 
     config = trainer.config
     total = config.num_iterations
+    single = _is_single_key(keys)
+    if single:
+        keys = jax.numpy.asarray(keys)[None]
     runs = int(keys.shape[0])
-    if sweep_size(hparams) != runs:
-        raise ValueError(f"run: hparams have {sweep_size(hparams)} runs but keys have {runs}")
+    if not is_stacked(hparams, runs):
+        if is_stacked(hparams):
+            raise ValueError(f"run: hparams have {sweep_size(hparams)} runs but keys have {runs}")
+        hparams = stack(hparams, runs)
+    if env_params is not None and not is_stacked(env_params, runs):
+        if is_stacked(env_params) and sweep_size(env_params) != runs:
+            raise ValueError(f"run: env_params have {sweep_size(env_params)} runs but keys have {runs}")
+        env_params = stack(env_params, runs)
     chunk = chunk_iterations or max(1, total // 100)
-    if chunk < 1:
-        raise ValueError(f"chunk_iterations must be >= 1, got {chunk}")
+    _check_positive("chunk_iterations", chunk)
+    if isinstance(eval_steps, bool) or not isinstance(eval_steps, (int, np.integer)) or eval_steps < 0:
+        raise ValueError(f"run: eval_steps must be an integer >= 0, got {eval_steps!r}")
+    if eval_envs is not None:
+        _check_positive("eval_envs", eval_envs)
     env_axis = None if env_params is None else 0
+    evaluate = None
+    if eval_steps:
+        evaluate = jax.jit(jax.vmap(
+            lambda s, k, h, e: trainer.evaluate(s, k, h, eval_steps, e, num_envs=eval_envs), in_axes=(0, None, 0, env_axis)))
     init = jax.jit(jax.vmap(trainer.init, in_axes=(0, 0, env_axis)))
     run_chunk = jax.jit(
         jax.vmap(lambda s, h, e, n: trainer.run(s, h, n, e), in_axes=(0, 0, env_axis, None)), static_argnums=3
@@ -149,14 +194,30 @@ def run(
         if restored is not None:
             done, state = restored
             _truncate_metrics(metrics_path, done)
+            _truncate_metrics(out / "evaluations.jsonl", done)
         else:
             metrics_path.write_text("")
+            (out / "evaluations.jsonl").write_text("")
         info = {"config": repr(config), "runs": runs, "num_iterations": total, "chunk_iterations": chunk,
                 "hparams": jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), hparams.__dict__),
                 **(description or {})}
         (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
 
     collected: list[dict[str, np.ndarray]] = []
+    evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
+    chunk_seconds: list[float] = []
+
+    def evaluate_now(iteration: int) -> None:
+        key = jax.random.fold_in(jax.random.PRNGKey(eval_seed), iteration)
+        values = {k: np.asarray(v) for k, v in jax.device_get(evaluate(state, key, hparams, env_params)).items()}
+        evaluations.append((iteration, values))
+        if out_dir is not None:
+            with (out / "evaluations.jsonl").open("a") as f:
+                f.write("".join(line + "\n" for line in _scalar_rows({k: v[:, None] for k, v in values.items()},
+                                                                    iteration)))
+
+    if evaluate is not None:
+        evaluate_now(done)
     bar = tqdm(total=total, initial=done, desc=config.algo, unit="it", disable=not progress, file=sys.stderr)
     steps_per_iter = config.num_envs * config.steps_per_iter * runs
     while done < total:
@@ -164,12 +225,15 @@ def run(
         t_chunk = time.perf_counter()
         state, metrics = run_chunk(state, hparams, env_params, n)
         metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+        chunk_seconds.append(time.perf_counter() - t_chunk)
         check_finite(metrics, done)
         collected.append(metrics)
         if metrics_path is not None:
             with metrics_path.open("a") as f:
                 f.write("".join(line + "\n" for line in _scalar_rows(metrics, done)))
         done += n
+        if evaluate is not None:
+            evaluate_now(done)
         if manager is not None:
             manager.save(done, args=ocp.args.StandardSave(state))
         rate = n * steps_per_iter / (time.perf_counter() - t_chunk)
@@ -183,4 +247,13 @@ def run(
     seconds = time.perf_counter() - t0
     merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]} if collected else {}
     env_steps = sum(m["episodes"].shape[1] for m in collected) * steps_per_iter
-    return RunResult(state=state, metrics=merged, seconds=seconds, env_steps_per_s=env_steps / max(seconds, 1e-9))
+    evals: dict[str, np.ndarray] = {}
+    if evaluations:
+        evals = {"iteration": np.asarray([it for it, _ in evaluations])}
+        evals.update({k: np.stack([v[k] for _, v in evaluations], axis=1) for k in evaluations[0][1]})
+    if single:
+        state = unstack(state, 0)
+        merged = {k: v[0] for k, v in merged.items()}
+        evals = {k: (v if k == "iteration" else v[0]) for k, v in evals.items()}
+    return RunResult(state=state, metrics=merged, seconds=seconds, env_steps_per_s=env_steps / max(seconds, 1e-9),
+                     evaluations=evals, chunk_seconds=chunk_seconds)

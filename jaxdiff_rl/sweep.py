@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["grid", "random_search", "with_seeds", "run_sweep", "sweep_size", "unstack"]
+__all__ = ["grid", "random_search", "with_seeds", "run_sweep", "sweep_size", "unstack", "stack", "is_stacked"]
 
 
 def _fields(obj: Any) -> list[str]:
@@ -84,16 +84,48 @@ def _is_static_field(obj: Any, name: str) -> bool:
     return field.metadata.get("pytree_node", True) is False
 
 
+def _check_dataclass(tree: Any, what: str) -> None:
+    if not dataclasses.is_dataclass(tree) or isinstance(tree, type):
+        raise TypeError(f"{what} must be a dataclass pytree (e.g. agents.Hparams or an env's EnvParams), "
+                        f"got {type(tree).__name__}")
+
+
+def is_stacked(tree: Any, size: int | None = None) -> bool:
+    """True when every array leaf has a leading sweep axis (of length `size`, when given).
+
+    An unstacked Hparams has only scalar leaves; an unstacked EnvParams has at least one scalar leaf (e.g. a power
+    budget) or leaves whose leading length differs from the sweep's `size`."""
+    leaves = [np.shape(x) for x in jax.tree_util.tree_leaves(tree)]
+    if not leaves or any(len(s) == 0 for s in leaves):
+        return False
+    first = {s[0] for s in leaves}
+    return len(first) == 1 and (size is None or first == {size})
+
+
+def stack(tree: Any, size: int = 1) -> Any:
+    """An unstacked pytree repeated along a new leading sweep axis of length `size` (static fields untouched)."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (size, *np.shape(x))), tree)
+
+
 def sweep_size(tree: Any) -> int:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return int(leaves[0].shape[0]) if leaves else 1
+    """Length of the leading sweep axis of a stacked pytree (1 for an unstacked one)."""
+    if not is_stacked(tree):
+        return 1
+    return int(np.shape(jax.tree_util.tree_leaves(tree)[0])[0])
 
 
 def with_seeds(hparams: Any, num_seeds: int, seed: int = 0, env_params: Any = None):
-    """Repeat a stacked sweep (leading axis G) for `num_seeds` seeds: keys [S*G], hparams [S*G] (seed-major:
-    run i is seed i // G, setting i % G). With `env_params` (stacked [G] or None) returns it repeated too."""
-    if num_seeds < 1:
-        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    """Repeat a sweep for `num_seeds` seeds: keys [S*G], hparams [S*G] (seed-major: run i is seed i // G,
+    setting i % G). `hparams` is stacked ([G], from `grid`/`random_search`) or a plain unstacked Hparams (G = 1).
+    With `env_params` (stacked [G], or unstacked: shared by every setting) returns it repeated too.
+
+    Raises TypeError for a non-dataclass `hparams`/`env_params`, ValueError for num_seeds < 1 or env params stacked
+    over a different number of settings."""
+    if isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
+        raise ValueError(f"with_seeds: num_seeds must be an integer >= 1, got {num_seeds!r}")
+    _check_dataclass(hparams, "with_seeds: hparams")
+    if not is_stacked(hparams):
+        hparams = stack(hparams)
     g = sweep_size(hparams)
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     keys = jnp.repeat(seed_keys, g, axis=0)
@@ -101,6 +133,12 @@ def with_seeds(hparams: Any, num_seeds: int, seed: int = 0, env_params: Any = No
     hp = jax.tree_util.tree_map(tile, hparams)
     if env_params is None:
         return keys, hp
+    _check_dataclass(env_params, "with_seeds: env_params")
+    if not is_stacked(env_params, g):
+        if g > 1 and is_stacked(env_params):
+            raise ValueError(f"with_seeds: env_params are stacked over {sweep_size(env_params)} settings but hparams "
+                             f"over {g}")
+        env_params = stack(env_params, g)
     return keys, hp, jax.tree_util.tree_map(tile, env_params)
 
 

@@ -38,7 +38,8 @@ from jaxdiff_rl.agents.base import AgentConfig, AgentState, Hparams, act, init_a
 from jaxdiff_rl.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
 from jaxdiff_rl.explore import learner as explore
 
-__all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite"]
+__all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite",
+           "optimum_fraction"]
 
 
 class ActionSpec(NamedTuple):
@@ -92,7 +93,7 @@ class Trainer(NamedTuple):
     init(key, hparams, env_params=None) -> RunnerState
     run(state, hparams, num_iterations, env_params=None) -> (RunnerState, metrics [num_iterations])
     train(key, hparams, env_params=None) -> (RunnerState, metrics [config.num_iterations])
-    evaluate(state, key, hparams, num_steps, env_params=None) -> dict of evaluation totals (greedy policy)
+    evaluate(state, key, hparams, num_steps, env_params=None, num_envs=None) -> dict of greedy-policy totals
     """
 
     config: AgentConfig
@@ -126,6 +127,14 @@ def _random_action(spec: ActionSpec, key: jax.Array, num_envs: int) -> jax.Array
     if spec.discrete:
         return jax.random.randint(key, (num_envs,), 0, spec.dim, jnp.int32)
     return jax.random.uniform(key, (num_envs, spec.dim), minval=-1.0, maxval=1.0)
+
+
+def optimum_fraction(env_params: Any, reward_sum: jax.Array, optimum_sum: jax.Array) -> jax.Array:
+    """sum of the objective / sum of its exact optimum. With `reward_mode="regret"` (reward = objective - optimum,
+    GDMOPT's convention) the objective is reward + optimum; otherwise the reward is the objective."""
+    if getattr(env_params, "reward_mode", None) == "regret":
+        return (reward_sum + optimum_sum) / optimum_sum
+    return reward_sum / optimum_sum
 
 
 def _optimal_values(env: Any, env_state: Any, env_params: Any) -> jax.Array:
@@ -223,7 +232,7 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
         "episodes": totals["episodes"],
         "return_mean": jnp.where(totals["episodes"] > 0, totals["return_sum"] / jnp.maximum(totals["episodes"], 1), jnp.nan),
         "reward_mean": totals["reward_sum"] / steps,
-        "optimum_fraction": totals["objective_sum"] / totals["optimum_sum"],
+        "optimum_fraction": optimum_fraction(env_params, totals["objective_sum"], totals["optimum_sum"]),
         "env_steps": rs.env_steps,
         "updates": agent.updates,
         "updating": ready.astype(jnp.float32),
@@ -308,11 +317,16 @@ def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
     def train(key: jax.Array, hparams: Hparams, env_params: Any = None):
         return run(init(key, hparams, env_params), hparams, config.num_iterations, env_params)
 
-    def evaluate(state: RunnerState, key: jax.Array, hparams: Hparams, num_steps: int, env_params: Any = None):
-        """Greedy policy in `config.num_envs` fresh environments for `num_steps` steps: totals of finished
-        episodes' returns, rewards and optimal values."""
+    def evaluate(state: RunnerState, key: jax.Array, hparams: Hparams, num_steps: int, env_params: Any = None,
+                 num_envs: int | None = None):
+        """Greedy policy in `num_envs` (static; default `config.num_envs`) fresh environments for `num_steps`
+        steps each: {"episodes", "return_mean" (finished episodes; NaN if none), "reward_mean" (per step),
+        "optimum_fraction" (sum of rewards / sum of the exact optimal values; NaN without `optimal_value`)}."""
         env_params = default_env_params if env_params is None else env_params
-        n = config.num_envs
+        n = config.num_envs if num_envs is None else num_envs
+        for name, value in (("num_steps", num_steps), ("num_envs", n)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Trainer.evaluate: {name} must be a (static) integer >= 1, got {value!r}")
         k_reset, k_scan = jax.random.split(key)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
 
@@ -334,7 +348,7 @@ def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
             "episodes": episodes,
             "return_mean": jnp.where(episodes > 0, jnp.sum(ret) / jnp.maximum(episodes, 1), jnp.nan),
             "reward_mean": jnp.sum(rew) / (n * num_steps),
-            "optimum_fraction": jnp.sum(rew) / jnp.sum(opt),
+            "optimum_fraction": optimum_fraction(env_params, jnp.sum(rew), jnp.sum(opt)),
         }
 
     return Trainer(config, spec, init, run, train, evaluate)

@@ -39,17 +39,19 @@ class AIGCEnv:
 
 
 class MSREnv:
-    """msr-80: 80 channels, gains ~ U(0.5, 2.5), unit noise, P = 20 W; one instance per episode; Box(-1, 1, [80])
+    """msr-80 by default (other MSR presets through the arguments): 80 channels, gains ~ U(0.5, 2.5), unit noise, P = 20 W; one instance per episode; Box(-1, 1, [80])
     actions (powers proportional to |a|); obs [81] = [g / n, P]. `optimum()` is the water-filling sum rate
     (bit/s/Hz) of the current instance, by sorting."""
 
-    def __init__(self, rng: np.random.Generator, num_channels: int = 80, total_power: float = 20.0):
+    def __init__(self, rng: np.random.Generator, num_channels: int = 80, total_power: float = 20.0,
+                 gain_low: float = 0.5, gain_high: float = 2.5, regret: bool = False):
         self.rng, self.n, self.p = rng, num_channels, total_power
-        self.loop = MSRLoop(num_channels, total_power)
+        self.gain_low, self.gain_high = gain_low, gain_high
+        self.loop = MSRLoop(num_channels, total_power, regret=regret)
         self.obs_dim, self.action_dim = num_channels + 1, num_channels
 
     def _gains(self) -> np.ndarray:
-        return self.rng.uniform(0.5, 2.5, self.n)
+        return self.rng.uniform(self.gain_low, self.gain_high, self.n)
 
     def reset(self) -> np.ndarray:
         return self.loop.reset(self._gains())

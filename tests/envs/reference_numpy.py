@@ -342,3 +342,45 @@ def fd_sum_rate_loop(dl_pos, ul_pos, V, W, p, sigma2, clutter_deg=(-50.0, 20.0),
         sinr = p[l] * abs(np.vdot(W[l], h[l])) ** 2 / np.real(np.vdot(W[l], R @ W[l]))
         rate += math.log2(1 + sinr)
     return rate
+
+
+def nu_reference_power_grid(total=18.0, step=0.1):
+    """DiffSG's NU power candidates as its `feasible_solution()` filters them: p_strongest and p_middle on a `step`
+    grid of cell midpoints (step/2, 3 step/2, ...), p_weakest = total - the two, and the ordering strict,
+    p_strongest < p_middle < p_weakest (ties excluded, so the equal split P/3 is never a candidate).
+    Returns [C, 3] (strongest first)."""
+    mids = step / 2 + step * np.arange(int(round(total / step)))
+    p1, p2 = np.meshgrid(mids, mids, indexing="ij")
+    p3 = total - p1 - p2
+    keep = (p1 < p2 - 1e-9) & (p2 < p3 - 1e-9)
+    return np.stack([p1[keep], p2[keep], p3[keep]], -1)
+
+
+def nu_reference_search(positions, c=NU_CONST, step=1.0, power_step=0.1, chunk=2048):
+    """The reference's exhaustive NU search in float64 NumPy: UAV on the `step` grid inside the terminals' triangle
+    x every tie-excluding ordered power split (`nu_reference_power_grid`). Returns (best rate, uav [2], powers
+    [3] in user order)."""
+    pos = np.asarray(positions, np.float64)
+    axis = np.arange(0.0, 400.0 + 1e-9, step)
+    X, Y = (g.ravel() for g in np.meshgrid(axis, axis, indexing="ij"))
+    a, b, cc = pos
+    cross = lambda o, u: (u[0] - o[0]) * (Y - o[1]) - (u[1] - o[1]) * (X - o[0])
+    s1, s2, s3 = cross(a, b), cross(b, cc), cross(cc, a)
+    inside = ((s1 >= 0) & (s2 >= 0) & (s3 >= 0)) | ((s1 <= 0) & (s2 <= 0) & (s3 <= 0))
+    X, Y = X[inside], Y[inside]
+    noise = np.stack([c["sigma2"] * (c["H"] ** 2 + (X - px) ** 2 + (Y - py) ** 2) / c["rho0"] for px, py in pos], -1)
+    order = np.argsort(noise, -1)  # strongest (smallest sigma^2 / h^2) first
+    n = np.take_along_axis(noise, order, -1)
+    grid = nu_reference_power_grid(c["P"], power_step)
+    above = np.cumsum(grid, -1) - grid
+    best, arg = -np.inf, (0, 0)
+    for lo in range(0, len(X), chunk):
+        nn = n[lo:lo + chunk, None, :]
+        rates = np.sum(np.log1p(grid[None] / (above[None] + nn)), -1) / np.log(2.0)  # [chunk, C]
+        i, j = np.unravel_index(np.argmax(rates), rates.shape)
+        if rates[i, j] > best:
+            best, arg = rates[i, j], (lo + i, j)
+    i, j = arg
+    powers = np.empty(3)
+    powers[order[i]] = grid[j]
+    return float(best), np.array([X[i], Y[i]]), powers

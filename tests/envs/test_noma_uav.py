@@ -9,7 +9,7 @@ import pytest
 
 import envs
 from envs.noma_uav import nu_sum_rate
-from tests.envs.reference_numpy import NU_CONST, nu_rate_loop
+from tests.envs.reference_numpy import NU_CONST, nu_rate_loop, nu_reference_power_grid, nu_reference_search
 
 
 def _instances(n, key=0):
@@ -35,7 +35,8 @@ def _ordered_power_grid(step=0.1, total=18.0, k=3):
 
 
 def test_equal_powers_are_optimal_at_every_position():
-    """Brute force over the reference's 0.1 power grid (ordered, summing to 18) at random UAV positions."""
+    """Brute force over a 0.1 power grid with ties allowed (ordered, summing to 18, so it holds the equal split
+    (6, 6, 6)) at random UAV positions: no ordered split beats equal powers."""
     _, _, pos = _instances(10, key=1)
     grid = _ordered_power_grid()
     rng = np.random.default_rng(1)
@@ -113,3 +114,45 @@ def test_user_given_instances_are_validated():
         env.make_state([[10, 10], [300, 50]], params)
     with pytest.raises(ValueError, match="finite"):
         env.make_state([[10, np.nan], [300, 50], [100, 350]], params)
+
+
+def test_reference_power_grid_excludes_ties():
+    """DiffSG's candidates are strictly ordered, so P/3 is not among them: its best split is (5.85, 6.05, 6.1) mW at
+    18 mW and (9.85, 10.05, 10.1) at 30 mW at every UAV position (the telescoped rate increases in each cumulative
+    power S_r, and these splits maximise S_1, then S_2, over the grid)."""
+    for total, expected in ((18.0, [5.85, 6.05, 6.1]), (30.0, [9.85, 10.05, 10.1])):
+        grid = nu_reference_power_grid(total)
+        assert np.all(grid[:, 0] < grid[:, 1]) and np.all(grid[:, 1] < grid[:, 2])
+        np.testing.assert_allclose(grid.sum(-1), total, atol=1e-9)
+        assert not np.any(np.all(np.isclose(grid, total / 3), -1))
+        rng = np.random.default_rng(4)
+        _, _, pos = _instances(4, key=4)
+        c = {**NU_CONST, "P": total}
+        for i in range(4):
+            uav = rng.uniform(0, 400, 2)
+            h2 = c["rho0"] / (c["H"] ** 2 + ((uav - pos[i]) ** 2).sum(-1))
+            order = np.argsort(-h2)
+            rates = []
+            for row in grid:
+                p = np.empty(3)
+                p[order] = row
+                rates.append(nu_rate_loop(uav, p, pos[i], c))
+            np.testing.assert_allclose(grid[int(np.argmax(rates))], expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("step", [pytest.param(5.0, id="5m"), pytest.param(1.0, id="1m", marks=pytest.mark.slow)])
+def test_solver_beats_the_reference_search(step):
+    """Our solver against the reference's own exhaustive search (UAV grid in the triangle x tie-excluding 0.1
+    power grid, NumPy float64): on the same position grid ours is never lower, and the gain is the equal split's
+    (+0.2% to +1.5% here, from the (5.85, 6.05, 6.1) split the reference is left with)."""
+    env, params, pos = _instances(3, key=5)
+    states = [env.make_state(p, params) for p in pos]
+    for state, p in zip(states, pos):
+        theirs, uav, powers = nu_reference_search(p, step=step)
+        np.testing.assert_allclose(powers[np.argsort(((uav - p) ** 2).sum(-1))], [5.85, 6.05, 6.1], atol=1e-9)
+        assert nu_rate_loop(uav, powers, p) == pytest.approx(theirs, rel=1e-9)
+        _, ours_same_grid = env._solve_on_grid(state, params, step)
+        _, ours = env.solve(state, params)
+        gain = float(ours_same_grid) / theirs - 1.0
+        assert 1e-3 < gain < 2e-2, gain
+        assert float(ours) >= float(ours_same_grid) * (1 - 1e-6)
