@@ -12,8 +12,12 @@ the share f_i of the server CPU F, with sum of shares over offloaded terminals =
 the cost is  sum_i (1 - d_i) x1_i + d_i (x2_i + x3_i / f_i)  (minimised).
 
 Exact solver (`solve`): enumerate the 2^N decisions; for a fixed offloaded set S the optimal shares are
-f_i = sqrt(x3_i) / sum_S sqrt(x3_j) (Cauchy-Schwarz), giving the server term (sum_S sqrt(x3_i))^2. Grid solver
-(`solve_grid`, the reference's): shares on a 0.02 grid, preferring solutions whose every delay is below theta.
+f_i = sqrt(x3_i) / sum_S sqrt(x3_j) (Cauchy-Schwarz), giving the server term (sum_S sqrt(x3_i))^2. It minimises the
+cost alone and ignores the tolerable delay theta = `max_delay` (1 s); `solve(..., delay_limit=True)` /
+`solve_within_delay` is the exact optimum under every completion time <= theta (lower bounds on the shares, closed
+form), falling back to the unconstrained optimum when no decision meets theta. Grid solver (`solve_grid`, the
+reference's): shares on a 0.02 grid, preferring solutions whose every delay is below theta. With the default
+constants theta binds often (a local 2.5e5-bit task needs 1.5 s at 5e8 Hz), so the three solvers differ.
 
 As an environment: observation = [x1_1, x2_1, x3_1, ..., x1_N, x2_N, x3_N] (the 3N features the DiffSG model is
 conditioned on, unscaled), action a in Box(-1, 1, [2N]): d_i = 1 iff a_i > 0, and the shares are
@@ -44,7 +48,8 @@ class COParams:
 
     Attributes:
         server_cpu: F in Hz. kappa: effective switched capacitance. tx_power: P_t in W. idle_power: P_I in W.
-        bandwidth: B in Hz. noise: N0 in W. max_delay: theta in s (grid solver's feasibility preference).
+        bandwidth: B in Hz. noise: N0 in W. max_delay: theta in s (the grid solver's feasibility preference and
+            `solve(delay_limit=True)`'s constraint; the default `solve` ignores it).
         size_mean, size_std, size_max: task size s ~ N(mean, std) truncated to (0, size_max), bits (rounded).
         cpu_mean, cpu_std, cpu_max: local CPU f_loc ~ N(mean, std) truncated to (0, cpu_max), Hz (rounded).
         cycles_per_bit: c = cycles_per_bit * s.
@@ -159,8 +164,15 @@ class Offloading(ProblemEnvironment):
         return -cost, {"cost": cost, "offload": offload, "shares": shares}
 
     # --- exact and grid solvers --------------------------------------------------------------------------------
-    def solve(self, state: COState, params: COParams) -> tuple[jax.Array, jax.Array]:
-        """Exact optimum: (y* = [d* (N), f* (N)], minimal cost). Enumerates the 2^N decisions."""
+    def solve(self, state: COState, params: COParams, delay_limit: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Exact optimum: (y* = [d* (N), f* (N)], minimal cost). Enumerates the 2^N decisions.
+
+        delay_limit=False (default; what `optimal_value` and the DiffSG exceed ratios use): the cost alone, the
+        tolerable delay theta = `max_delay` is ignored. delay_limit=True: the grid solver's rule made exact, the
+        cheapest solution whose every completion time is <= theta if one exists, else the unconstrained optimum
+        (`solve_within_delay`)."""
+        if delay_limit:
+            return self.solve_within_delay(state, params)
         feats = co_features(state, params)
         d = jnp.asarray(_decisions(params.num_terminals))  # [2^N, N]
         root = jnp.sqrt(feats[:, 2])
@@ -168,6 +180,49 @@ class Offloading(ProblemEnvironment):
         costs = co_cost(feats[None], d, shares)
         best = jnp.argmin(costs)
         return jnp.concatenate([d[best], shares[best]]), costs[best]
+
+    def solve_within_delay(self, state: COState, params: COParams) -> tuple[jax.Array, jax.Array]:
+        """Exact optimum under the delay limit: every completion time <= theta (`max_delay`, s); if no decision
+        can meet it, the unconstrained optimum (the grid solver's fallback). Returns (y = [d, f], cost).
+
+        For an offloaded set S, terminal i meets theta iff s_i / r_i < theta and f_i >= l_i =
+        c_i / (F (theta - s_i / r_i)); local terminals iff c_i / f_loc,i <= theta. The shares then solve
+        min sum_S x3_i / f_i s.t. sum_S f_i = 1, f_i >= l_i (convex), whose KKT point is f_i = max(l_i, t sqrt(x3_i)),
+        t the root of g(t) = sum_S max(l_i, t sqrt(x3_i)) = 1. g is the maximum of the lines obtained by freeing
+        the k smallest breakpoints l_i / sqrt(x3_i) (k = 1..|S|), so t = the smallest of those lines' roots: exact,
+        no iteration. Feasible iff sum_S l_i <= 1."""
+        n = params.num_terminals
+        feats = co_features(state, params)
+        d = jnp.asarray(_decisions(n))  # [2^N, N]
+        cycles = params.cycles_per_bit * state.size
+        upload = state.size / co_rates(state, params)
+        slack = params.max_delay - upload
+        lower = jnp.where(slack > 0, cycles / (params.server_cpu * jnp.maximum(slack, 1e-30)), jnp.inf)  # [N]
+        local_ok = cycles / state.cpu <= params.max_delay
+        root = jnp.sqrt(feats[:, 2])
+
+        def shares_for(dec: jax.Array) -> tuple[jax.Array, jax.Array]:
+            on = dec > 0
+            low = jnp.where(on, lower, 0.0)
+            r = jnp.where(on, root, 0.0)
+            breaks = jnp.where(on, low / jnp.where(on, r, 1.0), jnp.inf)
+            order = jnp.argsort(breaks)
+            r_sorted, l_sorted = r[order], low[order]
+            freed = jnp.cumsum(r_sorted)  # sqrt(x3) summed over the k freed terminals
+            clamped = jnp.sum(l_sorted) - jnp.cumsum(l_sorted)  # lower bounds of the others
+            roots = jnp.where((freed > 0) & jnp.isfinite(clamped), (1.0 - clamped) / jnp.maximum(freed, 1e-30), jnp.inf)
+            t = jnp.min(roots)
+            f = jnp.where(on, jnp.maximum(low, t * r), 0.0)
+            ok = jnp.all(jnp.where(on, jnp.isfinite(lower), local_ok)) & (jnp.sum(low) <= 1.0)
+            return f / jnp.maximum(jnp.sum(f), 1e-30), ok
+
+        shares, feasible = jax.vmap(shares_for)(d)
+        costs = co_cost(feats[None], d, shares)
+        best = jnp.argmin(jnp.where(feasible, costs, jnp.inf))
+        y_free, cost_free = self.solve(state, params)
+        any_ok = jnp.any(feasible)
+        y = jnp.where(any_ok, jnp.concatenate([d[best], shares[best]]), y_free)
+        return y, jnp.where(any_ok, costs[best], cost_free)
 
     def solve_grid(self, state: COState, params: COParams, step: float = 0.02) -> tuple[jax.Array, jax.Array]:
         """The reference's ground truth: shares on a `step` grid (d_i = 1 iff f_i > 0, plus all-local), the
@@ -199,7 +254,10 @@ class Offloading(ProblemEnvironment):
 
     def optimal_action(self, key: jax.Array, state: COState, params: COParams) -> jax.Array:
         """A Box action that maps to the exact optimum."""
-        y, _ = self.solve(state, params)
+        return self._to_action(self.solve(state, params)[0], params)
+
+    def _to_action(self, y: jax.Array, params: COParams) -> jax.Array:
+        """The Box action of a solution y = [d, f]: a_i = 2 d_i - 1 (offload iff > 0), then the shares."""
         n = params.num_terminals
         return jnp.concatenate([2.0 * y[:n] - 1.0, y[n:]])
 
@@ -208,6 +266,8 @@ class Offloading(ProblemEnvironment):
             **super().policies(),
             "all-local": lambda key, obs, state, params: -jnp.ones(2 * params.num_terminals),
             "exact": lambda key, obs, state, params: self.optimal_action(key, state, params),
+            "exact-within-delay": lambda key, obs, state, params: self._to_action(
+                self.solve_within_delay(state, params)[0], params),
         }
 
     # --- spaces and validation ---------------------------------------------------------------------------------

@@ -114,22 +114,27 @@ def _label(setting: dict) -> str:
 
 
 def run_demo(out: Path, scale: float = 1.0, progress: bool = True, seeds: int = 8, chunk: int = 25,
-             eval_envs: int = 512) -> dict:
-    """Run the demo (see the module docstring); returns what it writes to `<out>/demo.json`."""
+             eval_envs: int = 512, spec: TrainSpec | None = None, heuristic_envs: int = 4096) -> dict:
+    """Run the demo (see the module docstring); returns what it writes to `<out>/demo.json`.
+
+    `spec` replaces `demo_spec(scale, seeds)` (same environment; the tests run a tiny one)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     print(f"jaxdiff-rl demo on {jax.devices()[0].platform.upper()} ({jax.device_count()} device(s)), jax {jax.__version__}")
-    spec = demo_spec(scale, seeds)
+    spec = demo_spec(scale, seeds) if spec is None else spec
+    if spec.env != ENV:
+        raise ValueError(f"run_demo: spec.env must be {ENV!r} (the heuristics drawn are its), got {spec.env!r}")
+    seeds = spec.num_seeds
     trainer, keys, hp, settings = build(spec)
     env, env_params = envs.make(ENV)
     runs = int(keys.shape[0])
     chunk = max(1, min(chunk, spec.static["num_iterations"]))
-    print(f"{ENV}: DM-TD3 (diffusion actor, T = {spec.diffusion_steps}, best of {spec.static['action_candidates']} "
+    print(f"{ENV}: {spec.algo} (diffusion actor, T = {spec.diffusion_steps}, best of {spec.static['action_candidates']} "
           f"chains), {seeds} seeds x {len(settings)} settings = {runs} runs in one vmapped program")
     res = run(trainer, hp, keys, out_dir=out / "sweep", chunk_iterations=chunk, progress=progress,
               description={"spec": spec.to_json(), "settings": settings}, eval_steps=1, eval_envs=eval_envs)
-    baselines = optimum_fractions(env, env_params, jax.random.key(11), 4096)
+    baselines = optimum_fractions(env, env_params, jax.random.key(11), heuristic_envs)
     final = _summary(settings, res.evaluations["optimum_fraction"][:, -1], seeds)
     start = _summary(settings, res.evaluations["optimum_fraction"][:, 0], seeds)
     speed = sequential_speed(trainer, res, hp, chunk)

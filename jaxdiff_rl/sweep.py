@@ -33,7 +33,14 @@ def grid(base: Any, **values: Sequence[float]) -> Any:
     """Cartesian product of the listed values over a dataclass pytree (Hparams or env params).
 
     Returns `base` with every field stacked to a leading axis of size prod(len(v)) (unlisted fields repeated),
-    in row-major order of the keyword arguments. Raises ValueError for an unknown field or an empty list."""
+    in row-major order of the keyword arguments.
+
+    Raises TypeError if `base` is not a dataclass pytree, ValueError for an unknown field, an empty list or a
+    `base` that is already stacked (call `grid` on the unstacked defaults)."""
+    _check_dataclass(base, "grid: base")
+    if is_stacked(base):
+        raise ValueError("grid: base is already stacked (it has a leading sweep axis); pass the unstacked "
+                         "Hparams/EnvParams, e.g. agents.default_hparams(algo)")
     names = _fields(base)
     for name, vals in values.items():
         if name not in names:

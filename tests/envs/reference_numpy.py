@@ -291,6 +291,34 @@ def co_brute_force(size, cpu, weight, gain, share_step):
     return best
 
 
+def co_brute_force_within_delay(size, cpu, weight, gain, share_step, max_delay=1.0):
+    """Like `co_brute_force`, but only over solutions whose every completion time is <= max_delay (s).
+    Returns the minimal cost, or None when no grid solution meets the limit."""
+    n = len(size)
+    units = int(round(1 / share_step))
+    best = None
+
+    def consider(d, shares):
+        nonlocal best
+        if max(co_delay_loop(size, cpu, gain, d, shares)) <= max_delay:
+            cost = co_cost_loop(size, cpu, weight, gain, d, shares)
+            best = cost if best is None else min(best, cost)
+
+    consider([0] * n, [0] * n)
+    for d in itertools.product([0, 1], repeat=n):
+        idx = [i for i in range(n) if d[i]]
+        if not idx:
+            continue
+        for combo in itertools.product(range(1, units + 1), repeat=len(idx) - 1):
+            if sum(combo) >= units:
+                continue
+            shares = [0.0] * n
+            for i, u in zip(idx, list(combo) + [units - sum(combo)]):
+                shares[i] = u / units
+            consider(d, shares)
+    return best
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # NU (constants from shared/specs/problems.md)
 # ----------------------------------------------------------------------------------------------------------------

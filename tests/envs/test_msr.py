@@ -165,3 +165,50 @@ def test_bad_actions():
     assert bool(info["invalid_action"]) and np.isnan(float(reward))
     _, _, _, _, _, info = jax.jit(env.step)(key, state, jnp.array([0.1, 0.3, 0.2]), params)
     assert not bool(info["invalid_action"])
+
+
+def test_heuristic_policies_allocate_as_their_textbook_formulas():
+    env, params = envs.make("msr-3-lowsnr")
+    policies = env.policies()
+    assert {"random", "equal-power", "best-channel", "gain-proportional", "water-filling"} <= set(policies)
+    key = jax.random.key(3)
+    for i in range(20):
+        state = env.sample_instance(jax.random.fold_in(key, i), params)
+        g = np.asarray(state.gains, np.float64)
+        expected = {
+            "equal-power": np.full(3, 1.0 / 3),
+            "best-channel": np.eye(3)[np.argmax(g)],
+            "gain-proportional": g / g.sum(),
+        }
+        for name, share in expected.items():
+            a = policies[name](key, env.get_obs(state, params), state, params)
+            np.testing.assert_allclose(np.asarray(action_to_power(a, params.total_power)), share * 1.0, rtol=1e-5,
+                                       atol=1e-7)
+
+
+def test_lowsnr_preset_heuristic_fractions_match_a_numpy_monte_carlo():
+    """optimum_fractions (same instances for every policy, regret rewards turned back into rates) against a NumPy
+    Monte Carlo of the same allocations on its own draws; rate and regret modes agree on the same key."""
+    from jaxdiff_rl.rollout import optimum_fractions
+
+    env, params = envs.make("msr-3-lowsnr")
+    assert params.reward_mode == "regret"
+    ours = optimum_fractions(env, params, jax.random.key(0), 8192)
+    env_rate, params_rate = envs.make("msr-3-lowsnr", reward_mode="rate")
+    ours_rate = optimum_fractions(env_rate, params_rate, jax.random.key(0), 8192)
+    for name in ours:
+        assert ours[name] == pytest.approx(ours_rate[name], abs=2e-5), name
+    rng = np.random.default_rng(0)
+    g = rng.uniform(0.1, 2.0, (20000, 3))
+    opt = np.array([msr_rate_loop(water_filling_bisection(row, 1.0, 1.0), row, 1.0) for row in g[:4000]])
+    rate = lambda p: np.sum(np.log2(1 + g[:4000] * p), -1)
+    best = np.eye(3)[np.argmax(g[:4000], -1)]
+    numpy_fracs = {
+        "equal-power": rate(np.full(3, 1 / 3)).sum() / opt.sum(),
+        "best-channel": rate(best).sum() / opt.sum(),
+        "gain-proportional": rate(g[:4000] / g[:4000].sum(-1, keepdims=True)).sum() / opt.sum(),
+    }
+    for name, value in numpy_fracs.items():
+        assert ours[name] == pytest.approx(value, abs=0.01), name
+    assert ours["water-filling"] == pytest.approx(1.0, abs=1e-5)
+    assert ours["random"] < ours["equal-power"] < ours["best-channel"] < ours["gain-proportional"] < 0.97

@@ -7,7 +7,7 @@ import pytest
 
 import envs
 from envs.offloading import co_cost, co_features
-from tests.envs.reference_numpy import co_brute_force, co_cost_loop, co_delay_loop
+from tests.envs.reference_numpy import co_brute_force, co_brute_force_within_delay, co_cost_loop, co_delay_loop
 
 
 def _instances(n, key=0, **overrides):
@@ -88,3 +88,36 @@ def test_env_reward_and_optimal_action():
 def test_bad_params(overrides, field):
     with pytest.raises(ValueError, match=field):
         envs.make("co", **overrides)
+
+
+def test_exact_solver_within_the_delay_limit_against_brute_force():
+    """`solve(delay_limit=True)` against a NumPy enumeration of every decision and 0.01-grid shares that meet
+    theta: never worse than the grid's best, feasible itself, within the grid's resolution of it; the
+    unconstrained optimum when nothing meets theta; never cheaper than the unconstrained optimum."""
+    counts = [0, 0, 0]  # instances with a grid solution meeting theta, of those where theta binds, fallbacks
+    for theta in (1.0, 1.6, 2.5):  # the default 1 s is rarely met (a local task alone needs ~1.5 s)
+        _check_within_delay(theta, counts)
+    bound, binding, fallback = counts
+    assert bound >= 8 and binding >= 3 and fallback >= 3, counts
+
+
+def _check_within_delay(theta, counts):
+    env, params, states = _instances(12, key=7, max_delay=theta)
+    for i in range(12):
+        state = jax.tree_util.tree_map(lambda a: a[i], states)
+        y, cost = env.solve(state, params, delay_limit=True)
+        _, free_cost = env.solve(state, params)
+        size, cpu, weight, gain = _row(states, i)
+        ref = co_brute_force_within_delay(size, cpu, weight, gain, 0.01, float(params.max_delay))
+        d, f = np.asarray(y[:3], np.float64), np.asarray(y[3:], np.float64)
+        assert float(cost) >= float(free_cost) * (1 - 1e-5)
+        if ref is None:
+            counts[2] += 1
+            assert float(cost) == pytest.approx(float(free_cost), rel=1e-6)
+            continue
+        counts[0] += 1
+        counts[1] += float(cost) > float(free_cost) * (1 + 1e-4)
+        assert max(co_delay_loop(size, cpu, gain, d, f)) <= float(params.max_delay) * (1 + 1e-4)
+        assert co_cost_loop(size, cpu, weight, gain, d, f) == pytest.approx(float(cost), rel=1e-4)
+        assert float(cost) <= ref * (1 + 1e-5)
+        assert float(cost) >= ref * (1 - 0.03)
