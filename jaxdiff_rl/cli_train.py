@@ -95,12 +95,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
-    from jaxdiff_rl.agents import ALGORITHMS
-    from jaxdiff_rl.experiment import HPARAM_FIELDS, STATIC_FIELDS
+    from jaxdiff_rl.agents import ALGORITHMS, ON_POLICY_ALGORITHMS
+    from jaxdiff_rl.experiment import HPARAM_FIELDS, ON_POLICY_HPARAMS, OFF_POLICY_HPARAMS, STATIC_FIELDS
 
     p = sub.add_parser("train", help="train an agent (seeds x hyperparameter grid in one program)")
-    p.add_argument("--algo", default="d2sac", choices=sorted(ALGORITHMS))
-    p.add_argument("--env", default="msr-3", help="registered environment name (jaxdiff-rl envs lists them)")
+    p.add_argument("--algo", default="d2sac", choices=sorted([*ALGORITHMS, *ON_POLICY_ALGORITHMS]))
+    p.add_argument("--env", default="msr-3", help="registered environment name (jaxdiff-rl envs lists them), or "
+                                                 "gymnax:<id> for a gymnax environment (e.g. gymnax:CartPole-v1)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per hyperparameter setting")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--actor", choices=["gaussian", "deterministic", "categorical", "diffusion"],
@@ -109,10 +110,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", help="actor and critic widths, e.g. 64,64")
     p.add_argument("--diffusion-steps", type=int, help="T of a diffusion actor")
     p.add_argument("--env-param", action="append", type=_parse_env_param, help="EnvParams override name=value")
+    on_policy_static = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches")
     for f in STATIC_FIELDS:
-        p.add_argument("--" + f.replace("_", "-"), dest=f, type=int, help=f"AgentConfig.{f}")
+        owner = "PPOConfig" if f in on_policy_static[1:] else ("AgentConfig/PPOConfig" if f == "num_envs" else "AgentConfig")
+        p.add_argument("--" + f.replace("_", "-"), dest=f, type=int, help=f"{owner}.{f}")
     for f in HPARAM_FIELDS:
-        p.add_argument("--" + f.replace("_", "-"), dest=f, type=parse_list, help=f"Hparams.{f} (comma list: sweep)")
+        owner = ("Hparams/PPOHparams" if f in ON_POLICY_HPARAMS else "Hparams") if f in OFF_POLICY_HPARAMS else "PPOHparams"
+        p.add_argument("--" + f.replace("_", "-"), dest=f, type=parse_list, help=f"{owner}.{f} (comma list: sweep)")
     p.add_argument("--chunk", type=int, help="iterations per chunk (progress, metrics, checkpoint)")
     p.add_argument("--out", help="run folder (default runs/<algo>-<env>)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

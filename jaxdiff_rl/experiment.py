@@ -16,7 +16,8 @@ import numpy as np
 
 import envs
 from jaxdiff_rl import agents
-from jaxdiff_rl.agents import ActorConfig, AgentConfig, Hparams
+from jaxdiff_rl.agents import ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams, PPOConfig, PPOHparams
+from jaxdiff_rl.agents.ppo import validate_ppo_hparams
 from jaxdiff_rl.runner import RunResult, restore_latest, run
 from jaxdiff_rl.sweep import grid, with_seeds
 from jaxdiff_rl.train import Trainer, make_trainer
@@ -24,8 +25,11 @@ from jaxdiff_rl.train import Trainer, make_trainer
 __all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS", "HPARAM_FIELDS"]
 
 STATIC_FIELDS = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
-                 "n_step", "learning_starts", "action_candidates")
-HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(Hparams))
+                 "n_step", "learning_starts", "action_candidates",
+                 "num_steps", "total_timesteps", "update_epochs", "num_minibatches")  # the last four: on-policy
+OFF_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(Hparams))
+ON_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(PPOHparams))
+HPARAM_FIELDS = OFF_POLICY_HPARAMS + tuple(f for f in ON_POLICY_HPARAMS if f not in OFF_POLICY_HPARAMS)
 
 
 @dataclasses.dataclass
@@ -62,6 +66,34 @@ class TrainSpec:
         return cls(**data)
 
 
+def make_env(name: str, **overrides: Any) -> tuple[Any, Any]:
+    """`envs.make(name, ...)`, or a gymnax environment spelled "gymnax:<id>" (e.g. "gymnax:CartPole-v1"; needs the
+    `gymnax` package), its params with `overrides` replaced."""
+    if isinstance(name, str) and name.startswith("gymnax:"):
+        try:
+            import gymnax
+        except ImportError as exc:
+            raise ValueError(f"environment {name!r} needs gymnax (pip install gymnax)") from exc
+        env, params = gymnax.make(name.split(":", 1)[1])
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(params)}
+        if unknown:
+            raise ValueError(f"{name}: unknown env param(s) {sorted(unknown)}")
+        return env, params.replace(**overrides)
+    return envs.make(name, **overrides)
+
+
+def _on_policy_config(spec: TrainSpec, discrete: bool) -> PPOConfig:
+    if spec.diffusion_steps is not None:
+        raise ValueError(f"diffusion_steps: {spec.algo} has no diffusion actor")
+    if spec.base is not None and spec.base != spec.algo:
+        raise ValueError(f"base={spec.base!r}: {spec.algo} takes its own defaults")
+    overrides: dict[str, Any] = dict(spec.static)
+    overrides["actor"] = spec.actor_kind or ("categorical" if discrete else "gaussian")
+    if spec.hidden is not None:
+        overrides["hidden_dims"] = tuple(spec.hidden)
+    return agents.default_config(spec.algo, **overrides)
+
+
 def _config(spec: TrainSpec) -> AgentConfig:
     unknown = set(spec.static) - set(STATIC_FIELDS)
     if unknown:
@@ -89,16 +121,25 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     Raises ValueError (unknown algorithm/env/field, values out of range) before anything compiles."""
     if spec.num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {spec.num_seeds}")
-    config = _config(spec)
-    env, env_params = envs.make(spec.env, **spec.env_overrides)
-    unknown = set(spec.hparams) - set(HPARAM_FIELDS)
+    env, env_params = make_env(spec.env, **spec.env_overrides)
+    on_policy = spec.algo in ON_POLICY_ALGORITHMS
+    if on_policy:
+        unknown = set(spec.static) - set(STATIC_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
+        config = _on_policy_config(spec, hasattr(env.action_space(env_params), "n"))
+    else:
+        config = _config(spec)
+    valid = ON_POLICY_HPARAMS if on_policy else OFF_POLICY_HPARAMS
+    unknown = set(spec.hparams) - set(valid)
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; valid: {list(HPARAM_FIELDS)}")
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for {spec.algo}; valid: {list(valid)}")
     scalars = {k: v for k, v in spec.hparams.items() if not isinstance(v, (list, tuple))}
     lists = {k: list(v) for k, v in spec.hparams.items() if isinstance(v, (list, tuple))}
-    base_hp = agents.default_hparams(spec.base or spec.algo, **{k: float(v) for k, v in scalars.items()})
+    base_hp = agents.default_hparams(spec.algo if on_policy else (spec.base or spec.algo),
+                                     **{k: float(v) for k, v in scalars.items()})
     hp = grid(base_hp, **lists)
-    agents.validate_hparams(hp)
+    (validate_ppo_hparams if on_policy else agents.validate_hparams)(hp)
     settings = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())] or [{}]
     keys, hp = with_seeds(hp, spec.num_seeds, spec.seed)
     return make_trainer(config, env, env_params), keys, hp, settings

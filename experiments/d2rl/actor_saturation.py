@@ -31,7 +31,8 @@ import numpy as np
 from jaxdiff_rl.agents.base import make_critic
 from jaxdiff_rl.agents.networks import actor_forward
 from jaxdiff_rl.sweep import grid, with_seeds
-from jaxdiff_rl.train import _to_env_action, make_trainer
+from jaxdiff_rl.train import make_trainer
+from jaxdiff_rl.train.off_policy import _to_env_action
 
 # run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -42,7 +42,8 @@ from scipy import stats
 
 from jaxdiff_rl.agents.base import act, best_of_n
 from jaxdiff_rl.agents.networks import actor_forward
-from jaxdiff_rl.train import _to_env_action, make_trainer
+from jaxdiff_rl.train import make_trainer
+from jaxdiff_rl.train.off_policy import _to_env_action
 
 # run as a script (python experiments/d2rl/<name>.py): the repository root holds the `experiments` package
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -1,17 +1,19 @@
-"""Off-policy agents, one file each: SAC (continuous and discrete), TD3, DDPG and their diffusion versions
-D2SAC, DM-TD3, DM-DDPG. Each module exposes `default_config`, `default_hparams` and `update`; `make_train`
-(in `jaxdiff_rl.train`) turns any of them into one jittable `train(key, hparams)`."""
+"""Agents, one file each. Off-policy: SAC (continuous and discrete), TD3, DDPG and their diffusion versions
+D2SAC, DM-TD3, DM-DDPG; each module exposes `default_config`, `default_hparams` and `update`. On-policy: PPO and
+A2C (`ppo.py`: `PPOConfig`, `PPOHparams`, the losses). `make_train` (in `jaxdiff_rl.train`) turns any of them
+into one jittable `train(key, hparams)`."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
 
-from jaxdiff_rl.agents import d2sac, ddpg, dm_ddpg, dm_td3, sac, td3
+from jaxdiff_rl.agents import d2sac, ddpg, dm_ddpg, dm_td3, ppo, sac, td3
 from jaxdiff_rl.agents.base import ALGORITHMS, AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
 from jaxdiff_rl.agents.networks import ActorConfig
+from jaxdiff_rl.agents.ppo import ON_POLICY_ALGORITHMS, PPOConfig, PPOHparams
 
-__all__ = ["ALGORITHMS", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
+__all__ = ["ALGORITHMS", "ON_POLICY_ALGORITHMS", "PPOConfig", "PPOHparams", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
            "default_config", "default_hparams", "validate_hparams"]
 
 _MODULES: dict[str, ModuleType] = {
@@ -21,17 +23,28 @@ _MODULES: dict[str, ModuleType] = {
 
 def module(algo: str) -> ModuleType:
     """The module implementing `algo`. Raises ValueError listing the valid names."""
+    if algo in ON_POLICY_ALGORITHMS:
+        return ppo
     if algo not in _MODULES:
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {sorted(_MODULES)}")
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {sorted([*_MODULES, *ON_POLICY_ALGORITHMS])}")
     return _MODULES[algo]
 
 
-def default_config(algo: str, /, **overrides: Any) -> AgentConfig:
+def default_config(algo: str, /, **overrides: Any) -> AgentConfig | PPOConfig:
     """The algorithm's reference static settings with `overrides` replaced (validated). An `algo` override
-    keeps these defaults under another name (e.g. the discrete-SAC baseline with D2SAC's settings)."""
+    keeps these defaults under another name (e.g. the discrete-SAC baseline with D2SAC's settings).
+    On-policy algorithms ("ppo", "a2c") give a `PPOConfig`."""
+    if algo in ON_POLICY_ALGORITHMS:
+        return ppo.default_config(overrides.pop("algo", algo), **overrides)
+    bad = sorted(set(overrides) & set(ppo.ON_POLICY_ONLY))
+    if bad:
+        raise ValueError(f"{algo} is off-policy: {bad} are on-policy settings (use num_envs, steps_per_iter, "
+                         f"updates_per_iter, num_iterations, batch_size, buffer_size)")
     return module(algo).default_config(**overrides)
 
 
-def default_hparams(algo: str, /, **overrides: Any) -> Hparams:
+def default_hparams(algo: str, /, **overrides: Any) -> Hparams | PPOHparams:
     """The algorithm's reference hyperparameters with `overrides` replaced (validated)."""
+    if algo in ON_POLICY_ALGORITHMS:
+        return ppo.default_hparams(algo, **overrides)
     return validate_hparams(module(algo).default_hparams(**overrides))

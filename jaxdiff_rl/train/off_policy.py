@@ -4,7 +4,8 @@ A whole run is one jitted function: `lax.scan` over iterations; each iteration c
 vectorised steps from `num_envs` environments (`vmap`) into the device replay buffer, then runs
 `updates_per_iter` gradient updates (`lax.scan`) of the algorithm's loss. `train` is pure, so
 `jax.vmap(train)(keys, hparams)` runs a sweep over seeds and hyperparameters in one program (see `sweep.py`);
-the host runner (`runner.py`) calls `Trainer.run` in chunks for progress bars and checkpoints.
+the host runner (`runner.py`) calls `Trainer.run` in chunks for progress bars and checkpoints. The on-policy loop
+(`on_policy.py`) returns the same `Trainer`.
 
 Works with any environment that has the gymnax 1.x API (ours or gymnax's): discrete (`Discrete`) or continuous
 (`Box`) actions; continuous actions are produced in [-1, 1]^A and mapped affinely onto the Box.
@@ -39,7 +40,7 @@ from jaxdiff_rl.buffer import BufferState, Transition, buffer_add, buffer_init, 
 from jaxdiff_rl.explore import learner as explore
 
 __all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite",
-           "optimum_fraction"]
+           "optimum_fraction", "greedy_evaluation"]
 
 
 class ActionSpec(NamedTuple):
@@ -280,6 +281,41 @@ def check_explore_env(config: AgentConfig, env: Any, env_params: Any) -> None:
                          f"(got {mode!r})")
 
 
+def greedy_evaluation(env: Any, env_params: Any, policy: Callable, key: jax.Array, num_steps: int,
+                      num_envs: int) -> dict[str, jax.Array]:
+    """Roll `policy(key, obs [n, obs_dim]) -> env actions [n, ...]` in `num_envs` fresh environments for
+    `num_steps` steps: {"episodes", "return_mean" (finished episodes; NaN if none), "reward_mean" (per step),
+    "optimum_fraction" (sum of objectives / sum of exact optima; NaN without `optimal_value`)}. Every loop's
+    `Trainer.evaluate` is this with its greedy policy."""
+    for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"Trainer.evaluate: {name} must be a (static) integer >= 1, got {value!r}")
+    n = num_envs
+    k_reset, k_scan = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
+
+    def body(carry, k):
+        obs, env_state, running = carry
+        k_act, k_env = jax.random.split(k)
+        a = policy(k_act, _flat_obs(obs, n))
+        optimum = _optimal_values(env, env_state, env_params)
+        obs, env_state, r, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, n), env_state, a, env_params)
+        done = term | trunc
+        running = running + r
+        out = (jnp.sum(jnp.where(done, running, 0.0)), jnp.sum(done.astype(jnp.float32)), jnp.sum(r), jnp.sum(optimum))
+        return (obs, env_state, jnp.where(done, 0.0, running)), out
+
+    _, (ret, eps, rew, opt) = jax.lax.scan(body, (obs, env_state, jnp.zeros(n)), jax.random.split(k_scan, num_steps))
+    episodes = jnp.sum(eps)
+    return {
+        "episodes": episodes,
+        "return_mean": jnp.where(episodes > 0, jnp.sum(ret) / jnp.maximum(episodes, 1), jnp.nan),
+        "reward_mean": jnp.sum(rew) / (n * num_steps),
+        "optimum_fraction": optimum_fraction(env_params, jnp.sum(rew), jnp.sum(opt)),
+    }
+
+
 def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
     """Build the pure functions of a run; validates config against the env before anything compiles."""
     if not isinstance(config, AgentConfig):
@@ -320,36 +356,11 @@ def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
     def evaluate(state: RunnerState, key: jax.Array, hparams: Hparams, num_steps: int, env_params: Any = None,
                  num_envs: int | None = None):
         """Greedy policy in `num_envs` (static; default `config.num_envs`) fresh environments for `num_steps`
-        steps each: {"episodes", "return_mean" (finished episodes; NaN if none), "reward_mean" (per step),
-        "optimum_fraction" (sum of rewards / sum of the exact optimal values; NaN without `optimal_value`)}."""
-        env_params = default_env_params if env_params is None else env_params
-        n = config.num_envs if num_envs is None else num_envs
-        for name, value in (("num_steps", num_steps), ("num_envs", n)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Trainer.evaluate: {name} must be a (static) integer >= 1, got {value!r}")
-        k_reset, k_scan = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
-
-        def body(carry, k):
-            obs, env_state, running = carry
-            k_act, k_env = jax.random.split(k)
-            a = act(k_act, config, state.agent, _flat_obs(obs, n), hparams, spec.dim, spec.discrete, explore=False)
-            optimum = _optimal_values(env, env_state, env_params)
-            obs, env_state, r, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, n), env_state, _to_env_action(spec, a), env_params)
-            done = term | trunc
-            running = running + r
-            out = (jnp.sum(jnp.where(done, running, 0.0)), jnp.sum(done.astype(jnp.float32)), jnp.sum(r), jnp.sum(optimum))
-            return (obs, env_state, jnp.where(done, 0.0, running)), out
-
-        _, (ret, eps, rew, opt) = jax.lax.scan(body, (obs, env_state, jnp.zeros(n)), jax.random.split(k_scan, num_steps))
-        episodes = jnp.sum(eps)
-        return {
-            "episodes": episodes,
-            "return_mean": jnp.where(episodes > 0, jnp.sum(ret) / jnp.maximum(episodes, 1), jnp.nan),
-            "reward_mean": jnp.sum(rew) / (n * num_steps),
-            "optimum_fraction": optimum_fraction(env_params, jnp.sum(rew), jnp.sum(opt)),
-        }
+        steps each (see `greedy_evaluation`)."""
+        policy = lambda k, obs: _to_env_action(
+            spec, act(k, config, state.agent, obs, hparams, spec.dim, spec.discrete, explore=False))
+        return greedy_evaluation(env, default_env_params if env_params is None else env_params, policy, key,
+                                 num_steps, config.num_envs if num_envs is None else num_envs)
 
     return Trainer(config, spec, init, run, train, evaluate)
 
@@ -359,7 +370,7 @@ def make_train(config: AgentConfig, env: Any, env_params: Any) -> Callable:
     return make_trainer(config, env, env_params).train
 
 
-LOSS_KEYS = ("critic_loss", "actor_loss", "bc_loss")
+LOSS_KEYS = ("critic_loss", "actor_loss", "bc_loss", "value_loss")
 
 
 def check_finite(metrics: dict[str, Any], first_iteration: int = 0) -> None:

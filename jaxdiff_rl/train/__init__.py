@@ -1,0 +1,34 @@
+"""The training loops, each returning the same `Trainer` (init / run / train / evaluate; pure, vmappable over keys,
+hparams and env params), so the runner, sweeps, checkpoints, CLI and plots know no loop in particular:
+
+- `off_policy`: SAC, TD3, DDPG and their diffusion versions (D2SAC, DM-TD3, DM-DDPG), replay buffer on device;
+- `on_policy`: PPO and A2C (GAE, clipped surrogate, minibatch epochs).
+
+`make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig` or `PPOConfig`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from jaxdiff_rl.agents.ppo import PPOConfig
+from jaxdiff_rl.train import off_policy, on_policy
+from jaxdiff_rl.train.off_policy import (ActionSpec, RunnerState, Trainer, action_spec, check_finite,
+                                         greedy_evaluation, optimum_fraction)
+from jaxdiff_rl.train.on_policy import OnPolicyState
+
+__all__ = ["ActionSpec", "RunnerState", "OnPolicyState", "Trainer", "make_trainer", "make_train", "action_spec",
+           "check_finite", "optimum_fraction", "greedy_evaluation", "off_policy", "on_policy"]
+
+
+def make_trainer(config: Any, env: Any, env_params: Any) -> Trainer:
+    """The `Trainer` of a run: the on-policy loop for a `PPOConfig`, the off-policy loop for an `AgentConfig`.
+    Validates config against the environment before anything compiles (TypeError for any other config)."""
+    if isinstance(config, PPOConfig):
+        return on_policy.make_trainer(config, env, env_params)
+    return off_policy.make_trainer(config, env, env_params)
+
+
+def make_train(config: Any, env: Any, env_params: Any) -> Callable:
+    """`train(key, hparams, env_params=None) -> (state, metrics)`: a whole run, jittable end to end."""
+    return make_trainer(config, env, env_params).train

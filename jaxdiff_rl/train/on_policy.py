@@ -1,0 +1,220 @@
+"""The on-policy loop (PPO, A2C): `make_trainer(config, env, env_params)` with the same `Trainer` interface as the
+off-policy loop, so the runner, sweeps, checkpoints and resume work unchanged.
+
+One iteration, all inside one `lax.scan` over iterations (PureJaxRL's design, with named module-level pieces):
+`_env_step` x `num_steps` (vmapped over `num_envs` environments, auto-reset), GAE over the time-major rollout,
+then `update_epochs` x (`_update_epoch`: a fresh permutation, `num_minibatches` x `_minibatch_step`). The optimizer
+(global-norm clip, Adam with eps 1e-5, learning rate annealed linearly to 0 when `anneal_lr`) is rebuilt from the
+traced hparams inside each pure function (`_optimizer`), so a sweep over lr or max_grad_norm is one program.
+
+Time-limit truncation bootstraps: each step stores V(s') of its own pre-reset next observation
+(`info["final_observation"]`), and GAE cuts the bootstrap only on termination.
+
+Per-iteration metrics: `episodes`, `return_mean` (NaN if none finished), `reward_mean`, `optimum_fraction` (where
+the env has `optimal_value`), `env_steps`, `updates`, the loss terms averaged over the iteration's minibatches
+(`actor_loss`, `value_loss`, `entropy`, `approx_kl`, `clip_fraction`, `ratio_mean`), `first_ratio_error` =
+max |ratio - 1| on the iteration's first minibatch (0 up to float rounding: the policy has not moved yet), `lr`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, gae, ppo_loss, validate_ppo_hparams
+from jaxdiff_rl.train.off_policy import (ActionSpec, Trainer, _flat_obs, _optimal_values, _to_env_action, action_spec,
+                                         greedy_evaluation, optimum_fraction)
+
+__all__ = ["OnPolicyState", "RolloutBatch", "make_trainer"]
+
+
+@struct.dataclass
+class OnPolicyState:
+    """What a run carries between iterations (a pytree: checkpointable, vmappable).
+
+    params: actor-critic parameters; opt_state: optax state; env_state: [N] env states; obs: [N, obs_dim];
+    episode_return: [N]; key: raw uint32 [2]; iteration, env_steps, updates: int32 counters."""
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    episode_return: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    env_steps: jax.Array
+    updates: jax.Array
+
+
+class RolloutBatch(NamedTuple):
+    """One rollout, time-major [T, N, ...]: obs, action (unclipped sample), log_prob and value at collection,
+    next_value = V(s') of the pre-reset next observation, reward, terminated, done."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    next_value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+
+
+class _Ctx(NamedTuple):
+    config: PPOConfig
+    env: Any
+    spec: ActionSpec
+    net: ActorCritic
+
+
+def _optimizer(config: PPOConfig, hparams: PPOHparams) -> optax.GradientTransformation:
+    updates_total = config.num_iterations * config.update_epochs * config.num_minibatches
+    lr = optax.linear_schedule(hparams.lr, 0.0, updates_total) if config.anneal_lr else hparams.lr
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def _current_lr(config: PPOConfig, hparams: PPOHparams, updates: jax.Array) -> jax.Array:
+    if not config.anneal_lr:
+        return jnp.asarray(hparams.lr, jnp.float32)
+    total = config.num_iterations * config.update_epochs * config.num_minibatches
+    return hparams.lr * (1.0 - jnp.minimum(updates, total) / total)
+
+
+def _env_action(spec: ActionSpec, action: jax.Array) -> jax.Array:
+    return action if spec.discrete else _to_env_action(spec, jnp.clip(action, -1.0, 1.0))
+
+
+def _env_step(ctx: _Ctx, env_params: Any, rs: OnPolicyState, key: jax.Array):
+    """One vectorised step with the current stochastic policy; returns the transition and its step stats."""
+    n = ctx.config.num_envs
+    k_act, k_env = jax.random.split(key)
+    pi, value = ctx.net.apply(rs.params, rs.obs)
+    action = pi.sample(seed=k_act)
+    log_prob = pi.log_prob(action)
+    optimum = _optimal_values(ctx.env, rs.env_state, env_params)
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
+        jax.random.split(k_env, n), rs.env_state, _env_action(ctx.spec, action), env_params)
+    reward = jnp.asarray(reward, jnp.float32)
+    _, next_value = ctx.net.apply(rs.params, _flat_obs(info["final_observation"], n))
+    done = jnp.logical_or(terminated, truncated)
+    running = rs.episode_return + reward
+    step = RolloutBatch(rs.obs, action, log_prob, value, next_value, reward, terminated.astype(jnp.float32),
+                        done.astype(jnp.float32))
+    stats = {"episodes": jnp.sum(done.astype(jnp.float32)), "return_sum": jnp.sum(jnp.where(done, running, 0.0)),
+             "reward_sum": jnp.sum(reward), "optimum_sum": jnp.sum(optimum)}
+    rs = rs.replace(env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
+                    env_steps=rs.env_steps + n)
+    return rs, (step, stats)
+
+
+def _loss(ctx: _Ctx, hparams: PPOHparams, params: Any, mb: tuple) -> tuple[jax.Array, Any]:
+    obs, action, old_log_prob, old_value, advantages, returns = mb
+    pi, value = ctx.net.apply(params, obs)
+    terms = ppo_loss(pi.log_prob(action), old_log_prob, advantages, value, old_value, returns, pi.entropy(),
+                     hparams, ctx.config)
+    return terms.total, terms
+
+
+def _minibatch_step(ctx: _Ctx, hparams: PPOHparams, carry: tuple, mb: tuple):
+    params, opt_state = carry
+    grads, terms = jax.grad(partial(_loss, ctx, hparams), has_aux=True)(params, mb)
+    updates, opt_state = _optimizer(ctx.config, hparams).update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), terms
+
+
+def _update_epoch(ctx: _Ctx, hparams: PPOHparams, flat: tuple, carry: tuple, key: jax.Array):
+    """One pass over the flattened rollout [B, ...] in `num_minibatches` shuffled minibatches."""
+    config = ctx.config
+    perm = jax.random.permutation(key, config.num_envs * config.num_steps)
+    shuffled = jax.tree_util.tree_map(
+        lambda x: x[perm].reshape(config.num_minibatches, config.minibatch_size, *x.shape[1:]), flat)
+    return jax.lax.scan(partial(_minibatch_step, ctx, hparams), carry, shuffled)
+
+
+def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyState, _: Any):
+    config = ctx.config
+    key, k_roll, k_epochs = jax.random.split(rs.key, 3)
+    rs, (batch, stats) = jax.lax.scan(partial(_env_step, ctx, env_params), rs,
+                                      jax.random.split(k_roll, config.num_steps))
+    advantages, returns = gae(batch.reward, batch.value, batch.next_value, batch.terminated, batch.done,
+                              hparams.gamma, hparams.gae_lambda)
+    flat = jax.tree_util.tree_map(lambda x: x.reshape(config.num_envs * config.num_steps, *x.shape[2:]),
+                                  (batch.obs, batch.action, batch.log_prob, batch.value, advantages, returns))
+    lr = _current_lr(config, hparams, rs.updates)
+    (params, opt_state), terms = jax.lax.scan(partial(_update_epoch, ctx, hparams, flat), (rs.params, rs.opt_state),
+                                              jax.random.split(k_epochs, config.update_epochs))
+    totals = jax.tree_util.tree_map(jnp.sum, stats)
+    steps = config.num_steps * config.num_envs
+    updates = rs.updates + config.update_epochs * config.num_minibatches
+    metrics = {
+        "episodes": totals["episodes"],
+        "return_mean": jnp.where(totals["episodes"] > 0, totals["return_sum"] / jnp.maximum(totals["episodes"], 1),
+                                 jnp.nan),
+        "reward_mean": totals["reward_sum"] / steps,
+        "optimum_fraction": optimum_fraction(env_params, totals["reward_sum"], totals["optimum_sum"]),
+        "env_steps": rs.env_steps,
+        "updates": updates,
+        "lr": lr,
+        "first_ratio_error": jnp.abs(terms.ratio_mean[0, 0] - 1.0),
+        **{name: jnp.mean(getattr(terms, name)) for name in
+           ("actor_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ratio_mean")},
+    }
+    rs = rs.replace(params=params, opt_state=opt_state, key=key, iteration=rs.iteration + 1, updates=updates)
+    return rs, metrics
+
+
+def _check_env(config: PPOConfig, spec: ActionSpec) -> None:
+    if config.actor == "categorical" and not spec.discrete:
+        raise ValueError("PPOConfig.actor='categorical' needs a Discrete action space (use actor='gaussian')")
+    if config.actor == "gaussian" and spec.discrete:
+        raise ValueError("PPOConfig.actor='gaussian' needs a Box action space (use actor='categorical')")
+
+
+def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
+    """The pure functions of an on-policy run (see the module docstring); validated before anything compiles."""
+    if not isinstance(config, PPOConfig):
+        raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+    spec = action_spec(env, env_params)
+    _check_env(config, spec)
+    net = ActorCritic(spec.dim, spec.discrete, tuple(config.hidden_dims), config.activation)
+    ctx = _Ctx(config, env, spec, net)
+    default_env_params = env_params
+
+    def init(key: jax.Array, hparams: PPOHparams, env_params: Any = None) -> OnPolicyState:
+        env_params = default_env_params if env_params is None else env_params
+        validate_ppo_hparams(hparams)
+        key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        k_net, k_env, k_run = jax.random.split(key, 3)
+        params = net.init(k_net, jnp.zeros((1, spec.obs_dim), jnp.float32))
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, config.num_envs), env_params)
+        return OnPolicyState(params=params, opt_state=_optimizer(config, hparams).init(params), env_state=env_state,
+                             obs=_flat_obs(obs, config.num_envs), episode_return=jnp.zeros(config.num_envs),
+                             key=k_run, iteration=jnp.int32(0), env_steps=jnp.int32(0), updates=jnp.int32(0))
+
+    def run(state: OnPolicyState, hparams: PPOHparams, num_iterations: int, env_params: Any = None):
+        env_params = default_env_params if env_params is None else env_params
+        validate_ppo_hparams(hparams)
+        return jax.lax.scan(partial(_iteration, ctx, hparams, env_params), state, None, length=num_iterations)
+
+    def train(key: jax.Array, hparams: PPOHparams, env_params: Any = None):
+        return run(init(key, hparams, env_params), hparams, config.num_iterations, env_params)
+
+    def evaluate(state: OnPolicyState, key: jax.Array, hparams: PPOHparams, num_steps: int, env_params: Any = None,
+                 num_envs: int | None = None):
+        """Greedy policy (argmax / the Gaussian's mean, clipped) in `num_envs` (default the config's) fresh
+        environments for `num_steps` steps (see `greedy_evaluation`)."""
+        policy = lambda k, obs: _env_action(spec, net.apply(state.params, obs)[0].mode())
+        return greedy_evaluation(env, default_env_params if env_params is None else env_params, policy, key,
+                                 num_steps, config.num_envs if num_envs is None else num_envs)
+
+    return Trainer(config, spec, init, run, train, evaluate)
+
+
+def make_train(config: PPOConfig, env: Any, env_params: Any) -> Callable:
+    """`train(key, hparams, env_params=None) -> (OnPolicyState, metrics)`: a whole run, jittable end to end."""
+    return make_trainer(config, env, env_params).train
