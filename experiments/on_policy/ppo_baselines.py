@@ -1,8 +1,8 @@
-"""PPO (the on-policy loop, `jaxdiff_rl.train.on_policy`) on CartPole-v1 (gymnax) at PureJaxRL's published settings
-and on the power-allocation environments, 8 seeds per problem as one vmapped program; greedy evaluation on fresh
-episodes / instances. Writes results/ppo.json and results/ppo.png.
+"""PPO and DM-PPO (the on-policy loop, `jaxdiff_rl.train.on_policy`): PPO on CartPole-v1 (gymnax) at PureJaxRL's
+published settings, PPO and DM-PPO on the power-allocation environments, 8 seeds per row as one vmapped program
+(4 for the min_std ablation); greedy evaluation on fresh episodes / instances. Writes results/ppo.json, ppo.png.
 
-    python experiments/on_policy/ppo_baselines.py          # about 3 minutes on 2 CPU cores
+    python experiments/on_policy/ppo_baselines.py          # about 8 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -33,16 +33,29 @@ PROBLEMS = {
                      dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
     "msr-80": ("msr-80", dict(actor="gaussian", num_envs=64, num_steps=8, total_timesteps=400_000),
                dict(lr=3e-4, ent_coef=0.0, gamma=0.0), (4, 256), "optimum_fraction"),
+    "dm_ppo msr-3": ("msr-3", dict(algo="dm_ppo", num_envs=64, num_steps=8, total_timesteps=200_000),
+                     dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
+    "dm_ppo msr-3-lowsnr": ("msr-3-lowsnr", dict(algo="dm_ppo", num_envs=64, num_steps=8, total_timesteps=400_000),
+                            dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
+    # the std floor: the linear schedule's last kernels have std 0.01-0.06 at T = 5
+    "dm_ppo lowsnr linear min_std=0.1": ("msr-3-lowsnr", dict(algo="dm_ppo", schedule="linear", num_envs=64,
+                                                              num_steps=8, total_timesteps=100_000),
+                                         dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
+    "dm_ppo lowsnr linear min_std=0": ("msr-3-lowsnr", dict(algo="dm_ppo", schedule="linear", min_std=0.0,
+                                                            num_envs=64, num_steps=8, total_timesteps=100_000),
+                                       dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
 }
 
 
 def run_problem(name: str) -> tuple[dict, dict]:
     env_name, cfg_over, hp_over, (steps, envs_eval), metric = PROBLEMS[name]
     env, params = make_env(env_name)
-    config = agents.default_config("ppo", **cfg_over)
-    hp = agents.default_hparams("ppo", **hp_over)
+    cfg_over = dict(cfg_over)
+    algo = cfg_over.pop("algo", "ppo")
+    config = agents.default_config(algo, **cfg_over)
+    hp = agents.default_hparams(algo, **hp_over)
     trainer = make_trainer(config, env, params)
-    keys = jax.random.split(jax.random.PRNGKey(0), SEEDS)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4 if "min_std" in name else SEEDS)
     t0 = time.perf_counter()
     compiled = jax.jit(jax.vmap(trainer.train, in_axes=(0, None))).lower(keys, hp).compile()
     t1 = time.perf_counter()
@@ -53,8 +66,8 @@ def run_problem(name: str) -> tuple[dict, dict]:
     out = {"env": env_name, "config": repr(config), "metric": metric, "greedy_per_seed": greedy.tolist(),
            "greedy_mean": float(greedy.mean()), "greedy_std": float(greedy.std()),
            "env_steps_per_seed": config.total_env_steps, "compile_s": t1 - t0, "run_s": t2 - t1,
-           "env_steps_per_s": SEEDS * config.total_env_steps / (t2 - t1)}
-    print(f"{name:13s} greedy {metric} {out['greedy_mean']:.4g} ± {out['greedy_std']:.2g} ({SEEDS} seeds, "
+           "env_steps_per_s": len(keys) * config.total_env_steps / (t2 - t1), "seeds": len(keys)}
+    print(f"{name:34s} greedy {metric} {out['greedy_mean']:.4g} ± {out['greedy_std']:.2g} ({len(keys)} seeds, "
           f"{config.total_env_steps} env steps each; {out['run_s']:.1f} s + {out['compile_s']:.1f} s compile, "
           f"{out['env_steps_per_s']:,.0f} env steps/s)", flush=True)
     return out, {k: np.asarray(v) for k, v in metrics.items()}
@@ -71,10 +84,16 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PROBLEMS), figsize=(4 * len(PROBLEMS), 3.4))
-    for ax, name in zip(axes, PROBLEMS):
-        metric = PROBLEMS[name][4]
-        plot_curves({"PPO": curves[name]}, metric, None, title=f"{name} (training, {SEEDS} seeds)", ax=ax,
+    panels = {"CartPole-v1": {"PPO": "cartpole"}, "msr-3": {"PPO": "msr-3", "DM-PPO": "dm_ppo msr-3"},
+              "msr-3-lowsnr": {"PPO": "msr-3-lowsnr", "DM-PPO": "dm_ppo msr-3-lowsnr",
+                               "DM-PPO linear, floor 0.1": "dm_ppo lowsnr linear min_std=0.1",
+                               "DM-PPO linear, no floor": "dm_ppo lowsnr linear min_std=0"},
+              "msr-80": {"PPO": "msr-80"}}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (title, rows) in zip(axes, panels.items()):
+        metric = PROBLEMS[next(iter(rows.values()))][4]
+        plot_curves({label: curves[row] for label, row in rows.items()}, metric, None,
+                    title=f"{title} (behaviour policy while training)", ax=ax,
                     reference_lines={"optimum": 1.0} if metric == "optimum_fraction" else {"max": 500.0})
     fig.tight_layout()
     fig.savefig(HERE / "results" / "ppo.png", dpi=110)

@@ -1,4 +1,5 @@
-"""PPO (clipped surrogate, GAE(lambda)) and A2C as its one-epoch, no-clip special case: the configs, the
+"""PPO (clipped surrogate, GAE(lambda)), A2C as its one-epoch, no-clip special case, and DM-PPO (PPO with the
+shared diffusion actor and the chain's Gaussian-kernel likelihood, `actor="diffusion"`): the configs, the
 actor-critic networks and the losses; the one-jit loop is `jaxdiff_rl.train.on_policy`.
 
 Defaults are PureJaxRL's CartPole configuration (4 envs x 128 steps, 5e5 env steps, 4 epochs x 4 minibatches,
@@ -25,17 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-__all__ = ["PPOConfig", "PPOHparams", "ActorCritic", "gae", "ppo_loss", "LossTerms", "default_config",
+__all__ = ["PPOConfig", "PPOHparams", "ActorCritic", "ValueMLP", "gae", "ppo_loss", "LossTerms", "default_config",
            "default_hparams", "validate_ppo_hparams", "ON_POLICY_ALGORITHMS"]
 
-ON_POLICY_ALGORITHMS = ("ppo", "a2c")
-ACTORS = ("gaussian", "categorical")
+ON_POLICY_ALGORITHMS = ("ppo", "a2c", "dm_ppo")
+ACTORS = ("gaussian", "categorical", "diffusion")
 #: AgentConfig fields that only an off-policy run has: refused by PPOConfig with a clear message
 OFF_POLICY_ONLY = ("buffer_size", "n_step", "batch_size", "updates_per_iter", "steps_per_iter", "learning_starts",
                    "action_candidates", "num_iterations")
 #: PPOConfig fields that an off-policy AgentConfig does not have
 ON_POLICY_ONLY = ("num_steps", "total_timesteps", "update_epochs", "num_minibatches", "anneal_lr", "clip_value_loss",
-                  "normalize_advantages")
+                  "normalize_advantages", "min_std", "finetune_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,19 @@ class PPOConfig:
         clip_value_loss: PPO's clipped value loss (max of the clipped and unclipped squared errors).
         anneal_lr: learning rate annealed linearly to 0 over the run (an optax schedule).
         normalize_advantages: advantages standardised per minibatch.
+        DM-PPO (actor="diffusion", seed 000 eqs. 18-19): the shared `Denoiser` + DDPM sampler draws the chain
+        x_T .. x_0 conditioned on the state (x_0 = the action, clipped to [-1, 1] for the environment; predicted x0
+        clipped to [-1, 1] at every step), the rollout stores the chain, and log pi(a|s) = sum_t log N(x_{t-1};
+        mu_theta(x_t, t, s), sigma_t^2 I) is re-evaluated under the current parameters (`ddpm_log_prob`).
+        diffusion_steps: T (default 5: as the off-policy diffusion actors; each step costs a denoiser pass in the
+            rollout and in every minibatch). schedule: "vp" | "linear" | "cosine".
+        min_std: floor on each stochastic kernel's std (default 0.1 in the [-1, 1] action space; DPPO's knob).
+            Kernels with a tiny std make the density ratio explode after small parameter changes and stop
+            exploring. It does not bind for the default VP schedule at T = 5 (kernel stds 0.40-0.90) and binds
+            for long chains (VP, T = 20: 0.11 at the last steps) and the linear / cosine schedules.
+        finetune_steps: K, only the last K kernels enter the ratio and the gradient (DPPO); None = all T (exact).
+        The chain has no closed-form entropy: `entropy` reports the kernels' Gaussian entropy, a constant of
+        (T, min_std), so `ent_coef` has no effect on a diffusion actor.
     """
 
     algo: str = "ppo"
@@ -67,6 +81,11 @@ class PPOConfig:
     clip_value_loss: bool = True
     anneal_lr: bool = True
     normalize_advantages: bool = True
+    diffusion_steps: int = 5
+    schedule: str = "vp"
+    time_dim: int = 16
+    min_std: float = 0.1
+    finetune_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.algo not in ON_POLICY_ALGORITHMS:
@@ -79,6 +98,17 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig.{name} must be an integer >= 1, got {value!r}")
         if not self.hidden_dims or any(not isinstance(w, int) or w < 1 for w in self.hidden_dims):
             raise ValueError(f"PPOConfig.hidden_dims must be positive integers, got {self.hidden_dims!r}")
+        if isinstance(self.diffusion_steps, bool) or not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 2:
+            raise ValueError(f"PPOConfig.diffusion_steps must be an integer >= 2 (the last step is deterministic), "
+                             f"got {self.diffusion_steps!r}")
+        if not isinstance(self.min_std, (int, float)) or not 0.0 <= self.min_std < 10.0:
+            raise ValueError(f"PPOConfig.min_std must be in [0, 10), got {self.min_std!r}")
+        if self.finetune_steps is not None and (not isinstance(self.finetune_steps, int) or
+                                                not 2 <= self.finetune_steps <= self.diffusion_steps):
+            raise ValueError(f"PPOConfig.finetune_steps must be None or an integer in [2, diffusion_steps="
+                             f"{self.diffusion_steps}], got {self.finetune_steps!r}")
+        if self.algo == "dm_ppo" and self.actor != "diffusion":
+            raise ValueError(f"PPOConfig: algo='dm_ppo' needs actor='diffusion', got {self.actor!r}")
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide num_envs x num_steps "
@@ -158,6 +188,8 @@ def default_config(algo: str = "ppo", /, **overrides: Any) -> PPOConfig:
     base: dict[str, Any] = {"algo": algo}
     if algo == "a2c":
         base.update(update_epochs=1, num_minibatches=1, num_steps=5, num_envs=16, anneal_lr=False)
+    if algo == "dm_ppo":
+        base.update(actor="diffusion")
     return PPOConfig(**{**base, **overrides})
 
 
@@ -252,3 +284,20 @@ def ppo_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantages: jax.Array
     approx_kl = jnp.mean((ratio - 1.0) - (log_prob - old_log_prob))  # the k3 estimator, >= 0
     clip_fraction = jnp.mean((jnp.abs(ratio - 1.0) > hparams.clip_eps).astype(jnp.float32))
     return LossTerms(total, actor_loss, value_loss, ent, approx_kl, clip_fraction, jnp.mean(ratio))
+
+
+class ValueMLP(nn.Module):
+    """The critic alone (DM-PPO's actor is the shared Denoiser): obs [B, obs_dim] -> value [B]."""
+
+    hidden_dims: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        from jaxdiff_rl.nets import activation
+
+        act = activation(self.activation)
+        v = obs
+        for w in self.hidden_dims:
+            v = act(nn.Dense(w, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)), bias_init=nn.initializers.zeros)(v))
+        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), bias_init=nn.initializers.zeros)(v)[..., 0]

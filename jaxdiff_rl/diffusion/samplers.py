@@ -51,6 +51,9 @@ class SamplerConfig:
         cfg_normalize_steps: with classifier-free guidance, rescale the guided noise to the norm of the
             conditional prediction during the first k steps (DiffSG uses 5 with w = 500).
         return_trajectory: also return {"x": [S+1, B, D] (x_T .. x_0), "x0_pred": [S, B, D]}.
+        min_std: floor on the DDPM reverse kernels' std (t >= 1), in sampling and in `ddpm_log_prob` alike
+            (DM-PPO's exploration floor: the schedule's last kernels are nearly deterministic, so their density
+            ratios explode after small parameter changes). 0: the schedule's std.
         unroll: `lax.scan` unroll factor of the chain (True: all steps; None: all steps if there are at most 8,
             else 1). XLA's CPU backend runs the backward pass of a rolled scan (residuals stacked and sliced per
             step) about 2.5x slower than the unrolled chain (D2SAC actor, T = 5, batch 512: 44 ms vs 17 ms);
@@ -70,6 +73,7 @@ class SamplerConfig:
     clip_xt: tuple[float, float] | None = None
     cfg_normalize_steps: int = 0
     clip_gradient: str = "zero"
+    min_std: float = 0.0
     return_trajectory: bool = False
     unroll: int | bool | None = None
 
@@ -97,6 +101,8 @@ class SamplerConfig:
             not isinstance(self.unroll, int) or self.unroll < 1
         ):
             raise ValueError(f"SamplerConfig.unroll must be None, a bool or an integer >= 1, got {self.unroll!r}")
+        if not isinstance(self.min_std, (int, float)) or not 0.0 <= self.min_std < 10.0:
+            raise ValueError(f"SamplerConfig.min_std must be in [0, 10), got {self.min_std!r}")
         if not isinstance(self.cfg_normalize_steps, int) or self.cfg_normalize_steps < 0:
             raise ValueError(f"SamplerConfig.cfg_normalize_steps must be an integer >= 0, got {self.cfg_normalize_steps!r}")
 
@@ -162,6 +168,8 @@ def _ddpm_mean_std(schedule: Schedule, config: SamplerConfig, x: jax.Array, x0: 
         std = jnp.exp(0.5 * extract(schedule.posterior_log_variance_clipped, t, x))
     else:
         std = jnp.sqrt(extract(schedule.betas, t, x))
+    if config.min_std > 0:
+        std = jnp.maximum(std, config.min_std)
     return mean, std
 
 
@@ -278,8 +286,12 @@ def ddpm_log_prob(
     cfg_weight: jax.Array | float | None = None,
     guide_fn: GuideFn | None = None,
     guide_scale: jax.Array | float = 1.0,
+    last_steps: int | None = None,
 ) -> jax.Array:
     """Exact log-likelihood of a DDPM chain under the Gaussian reverse kernels (for DM-PPO).
+
+    `last_steps` = K (static): only the kernels of the last K denoising steps (t < K) are counted, DPPO's
+    "fine-tune the last K steps" (the earlier kernels are treated as fixed); None: all steps.
 
     log p(x_{T-1}, ..., x_0 | x_T) = sum over the stochastic steps t >= 1 of log N(x_{t-1}; mu_theta(x_t, t),
     sigma_t^2 I); the final step t = 0 is deterministic (no noise is added) and contributes nothing. All T
@@ -306,5 +318,6 @@ def ddpm_log_prob(
     _, x0 = _predict(model_fn, schedule, config, x, ts, flat_cond, cfg_weight, guide_fn, guide_scale, step_index)
     mean, std = _ddpm_mean_std(schedule, config, x, x0, ts)
     logp = -0.5 * ((target - mean) / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
-    logp = jnp.where((ts > 0)[:, None], logp, 0.0).sum(-1)
+    counted = ts > 0 if last_steps is None else (ts > 0) & (ts < last_steps)
+    logp = jnp.where(counted[:, None], logp, 0.0).sum(-1)
     return logp.reshape(num_steps, batch).sum(0)

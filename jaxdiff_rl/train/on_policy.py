@@ -1,4 +1,4 @@
-"""The on-policy loop (PPO, A2C): `make_trainer(config, env, env_params)` with the same `Trainer` interface as the
+"""The on-policy loop (PPO, A2C, DM-PPO): `make_trainer(config, env, env_params)` with the same `Trainer` interface as the
 off-policy loop, so the runner, sweeps, checkpoints and resume work unchanged.
 
 One iteration, all inside one `lax.scan` over iterations (PureJaxRL's design, with named module-level pieces):
@@ -18,6 +18,7 @@ max |ratio - 1| on the iteration's first minibatch (0 up to float rounding: the 
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -26,7 +27,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, gae, ppo_loss, validate_ppo_hparams
+import math
+
+import numpy as np
+
+from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, ValueMLP, gae, ppo_loss, validate_ppo_hparams
+from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
+from jaxdiff_rl.diffusion.samplers import ddpm_log_prob
+from jaxdiff_rl.nets import Denoiser
 from jaxdiff_rl.train.off_policy import (ActionSpec, Trainer, _flat_obs, _optimal_values, _to_env_action, action_spec,
                                          greedy_evaluation, optimum_fraction)
 
@@ -69,7 +77,73 @@ class _Ctx(NamedTuple):
     config: PPOConfig
     env: Any
     spec: ActionSpec
-    net: ActorCritic
+    net: ActorCritic | None  # Gaussian / categorical actor-critic
+    denoiser: Denoiser | None = None  # DM-PPO: the shared denoiser as the actor ...
+    critic: ValueMLP | None = None  # ... and a separate critic
+    schedule: Any = None
+    sampler: SamplerConfig | None = None
+
+
+# --- the policy: one set of functions for the Gaussian / categorical actor-critic and the diffusion actor ---------
+def _policy_init(ctx: _Ctx, key: jax.Array) -> Any:
+    obs = jnp.zeros((1, ctx.spec.obs_dim), jnp.float32)
+    if ctx.denoiser is None:
+        return ctx.net.init(key, obs)
+    k_actor, k_critic = jax.random.split(key)
+    actor = ctx.denoiser.init(k_actor, jnp.zeros((1, ctx.spec.dim), jnp.float32), jnp.zeros((1,), jnp.int32), obs)
+    return {"denoiser": actor, "critic": ctx.critic.init(k_critic, obs)}
+
+
+def _model_fn(ctx: _Ctx, params: Any) -> Callable:
+    return lambda x, t, cond, use_cond: ctx.denoiser.apply(params["denoiser"], x, t, cond, use_cond)
+
+
+def _chain_log_prob(ctx: _Ctx, params: Any, obs: jax.Array, chain: jax.Array) -> jax.Array:
+    """log pi of stored chains [B, T+1, A] (x_T .. x_0) given obs [B, obs_dim] -> [B]."""
+    return ddpm_log_prob(_model_fn(ctx, params), ctx.schedule, jnp.swapaxes(chain, 0, 1), obs, ctx.sampler,
+                         last_steps=ctx.config.finetune_steps)
+
+
+def _kernel_entropy(ctx: _Ctx) -> float:
+    """Sum of the counted kernels' Gaussian entropies (the chain's entropy is intractable; this is a constant)."""
+    t = np.arange(ctx.config.diffusion_steps)
+    counted = (t > 0) & (t < (ctx.config.finetune_steps or ctx.config.diffusion_steps))
+    std = np.maximum(np.exp(0.5 * np.asarray(ctx.schedule.posterior_log_variance_clipped)), ctx.config.min_std)
+    return float(ctx.spec.dim * np.sum(np.where(counted, 0.5 * math.log(2 * math.pi * math.e) + np.log(std), 0.0)))
+
+
+def _policy_act(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array):
+    """Sample actions for obs [N, obs_dim]: (stored [N, ...] (the action, or DM-PPO's chain [N, T+1, A]),
+    action [N] / [N, A] in the actor's space, log_prob [N], value [N])."""
+    if ctx.denoiser is None:
+        pi, value = ctx.net.apply(params, obs)
+        action = pi.sample(seed=key)
+        return action, action, pi.log_prob(action), value
+    x0, trajectory = sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
+                            config=ctx.sampler)
+    chain = jnp.swapaxes(trajectory["x"], 0, 1)
+    return chain, x0, _chain_log_prob(ctx, params, obs, chain), ctx.critic.apply(params["critic"], obs)
+
+
+def _policy_evaluate(ctx: _Ctx, params: Any, obs: jax.Array, stored: jax.Array):
+    """(log_prob [B], entropy [B], value [B]) of stored actions / chains under `params`."""
+    if ctx.denoiser is None:
+        pi, value = ctx.net.apply(params, obs)
+        return pi.log_prob(stored), pi.entropy(), value
+    log_prob = _chain_log_prob(ctx, params, obs, stored)
+    return log_prob, jnp.full_like(log_prob, _kernel_entropy(ctx)), ctx.critic.apply(params["critic"], obs)
+
+
+def _policy_value(ctx: _Ctx, params: Any, obs: jax.Array) -> jax.Array:
+    return ctx.net.apply(params, obs)[1] if ctx.denoiser is None else ctx.critic.apply(params["critic"], obs)
+
+
+def _policy_greedy(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array) -> jax.Array:
+    """The greedy action: argmax / the Gaussian's mean; a diffusion actor's one reverse chain (as off-policy)."""
+    if ctx.denoiser is None:
+        return ctx.net.apply(params, obs)[0].mode()
+    return sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
+                  config=dataclasses.replace(ctx.sampler, return_trajectory=False))
 
 
 def _optimizer(config: PPOConfig, hparams: PPOHparams) -> optax.GradientTransformation:
@@ -93,17 +167,15 @@ def _env_step(ctx: _Ctx, env_params: Any, rs: OnPolicyState, key: jax.Array):
     """One vectorised step with the current stochastic policy; returns the transition and its step stats."""
     n = ctx.config.num_envs
     k_act, k_env = jax.random.split(key)
-    pi, value = ctx.net.apply(rs.params, rs.obs)
-    action = pi.sample(seed=k_act)
-    log_prob = pi.log_prob(action)
+    stored, action, log_prob, value = _policy_act(ctx, rs.params, k_act, rs.obs)
     optimum = _optimal_values(ctx.env, rs.env_state, env_params)
     obs, env_state, reward, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
         jax.random.split(k_env, n), rs.env_state, _env_action(ctx.spec, action), env_params)
     reward = jnp.asarray(reward, jnp.float32)
-    _, next_value = ctx.net.apply(rs.params, _flat_obs(info["final_observation"], n))
+    next_value = _policy_value(ctx, rs.params, _flat_obs(info["final_observation"], n))
     done = jnp.logical_or(terminated, truncated)
     running = rs.episode_return + reward
-    step = RolloutBatch(rs.obs, action, log_prob, value, next_value, reward, terminated.astype(jnp.float32),
+    step = RolloutBatch(rs.obs, stored, log_prob, value, next_value, reward, terminated.astype(jnp.float32),
                         done.astype(jnp.float32))
     stats = {"episodes": jnp.sum(done.astype(jnp.float32)), "return_sum": jnp.sum(jnp.where(done, running, 0.0)),
              "reward_sum": jnp.sum(reward), "optimum_sum": jnp.sum(optimum)}
@@ -114,9 +186,8 @@ def _env_step(ctx: _Ctx, env_params: Any, rs: OnPolicyState, key: jax.Array):
 
 def _loss(ctx: _Ctx, hparams: PPOHparams, params: Any, mb: tuple) -> tuple[jax.Array, Any]:
     obs, action, old_log_prob, old_value, advantages, returns = mb
-    pi, value = ctx.net.apply(params, obs)
-    terms = ppo_loss(pi.log_prob(action), old_log_prob, advantages, value, old_value, returns, pi.entropy(),
-                     hparams, ctx.config)
+    log_prob, entropy, value = _policy_evaluate(ctx, params, obs, action)
+    terms = ppo_loss(log_prob, old_log_prob, advantages, value, old_value, returns, entropy, hparams, ctx.config)
     return terms.total, terms
 
 
@@ -171,8 +242,8 @@ def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyStat
 def _check_env(config: PPOConfig, spec: ActionSpec) -> None:
     if config.actor == "categorical" and not spec.discrete:
         raise ValueError("PPOConfig.actor='categorical' needs a Discrete action space (use actor='gaussian')")
-    if config.actor == "gaussian" and spec.discrete:
-        raise ValueError("PPOConfig.actor='gaussian' needs a Box action space (use actor='categorical')")
+    if config.actor in ("gaussian", "diffusion") and spec.discrete:
+        raise ValueError(f"PPOConfig.actor={config.actor!r} needs a Box action space (use actor='categorical')")
 
 
 def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
@@ -181,8 +252,16 @@ def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
     spec = action_spec(env, env_params)
     _check_env(config, spec)
-    net = ActorCritic(spec.dim, spec.discrete, tuple(config.hidden_dims), config.activation)
-    ctx = _Ctx(config, env, spec, net)
+    if config.actor == "diffusion":
+        ctx = _Ctx(config, env, spec, None,
+                   denoiser=Denoiser(out_dim=spec.dim, cond_dim=spec.obs_dim, hidden_dims=tuple(config.hidden_dims),
+                                     time_dim=config.time_dim),
+                   critic=ValueMLP(tuple(config.hidden_dims), config.activation),
+                   schedule=make_schedule(config.schedule, config.diffusion_steps),
+                   sampler=SamplerConfig(method="ddpm", clip_x0=(-1.0, 1.0), min_std=float(config.min_std),
+                                         return_trajectory=True))
+    else:
+        ctx = _Ctx(config, env, spec, ActorCritic(spec.dim, spec.discrete, tuple(config.hidden_dims), config.activation))
     default_env_params = env_params
 
     def init(key: jax.Array, hparams: PPOHparams, env_params: Any = None) -> OnPolicyState:
@@ -190,7 +269,7 @@ def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         validate_ppo_hparams(hparams)
         key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
         k_net, k_env, k_run = jax.random.split(key, 3)
-        params = net.init(k_net, jnp.zeros((1, spec.obs_dim), jnp.float32))
+        params = _policy_init(ctx, k_net)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_env, config.num_envs), env_params)
         return OnPolicyState(params=params, opt_state=_optimizer(config, hparams).init(params), env_state=env_state,
                              obs=_flat_obs(obs, config.num_envs), episode_return=jnp.zeros(config.num_envs),
@@ -208,7 +287,7 @@ def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
                  num_envs: int | None = None):
         """Greedy policy (argmax / the Gaussian's mean, clipped) in `num_envs` (default the config's) fresh
         environments for `num_steps` steps (see `greedy_evaluation`)."""
-        policy = lambda k, obs: _env_action(spec, net.apply(state.params, obs)[0].mode())
+        policy = lambda k, obs: _env_action(spec, _policy_greedy(ctx, state.params, k, obs))
         return greedy_evaluation(env, default_env_params if env_params is None else env_params, policy, key,
                                  num_steps, config.num_envs if num_envs is None else num_envs)
 
