@@ -51,7 +51,7 @@ def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_
     critic = mlp_flops([obs_dim, *hidden, 1])
     denoiser = mlp_flops([action_dim + time_dim + obs_dim, *hidden, action_dim])
     ppo = actor + 2 * critic + epochs * 3 * (actor + critic)
-    dm = 2 * t * denoiser + 2 * critic + epochs * 3 * (t * denoiser + critic)
+    dm = t * denoiser + 2 * critic + epochs * 3 * (t * denoiser + critic)
     return dm / ppo
 
 

@@ -31,7 +31,7 @@ PROBLEMS = {
               dict(lr=3e-4, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
     "msr-3-lowsnr": ("msr-3-lowsnr", dict(actor="gaussian", num_envs=64, num_steps=8, total_timesteps=400_000),
                      dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),
-    "msr-80": ("msr-80", dict(actor="gaussian", num_envs=64, num_steps=8, total_timesteps=400_000),
+    "msr-80": ("msr-80", dict(actor="gaussian", num_envs=64, num_steps=8, total_timesteps=200_000),
                dict(lr=3e-4, ent_coef=0.0, gamma=0.0), (4, 256), "optimum_fraction"),
     "dm_ppo msr-3": ("msr-3", dict(algo="dm_ppo", num_envs=64, num_steps=8, total_timesteps=200_000),
                      dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction"),

@@ -3,7 +3,7 @@
 from jaxdiff_rl.diffusion.ema import ema_decay_warmup, ema_update
 from jaxdiff_rl.diffusion.guidance import cfg_combine, cfg_normalize, gradient_guidance
 from jaxdiff_rl.diffusion.losses import diffusion_loss
-from jaxdiff_rl.diffusion.samplers import METHODS, SamplerConfig, ddpm_log_prob, sample
+from jaxdiff_rl.diffusion.samplers import METHODS, SamplerConfig, ddpm_log_prob, ddpm_trajectory_log_prob, sample
 from jaxdiff_rl.diffusion.schedules import (
     SCHEDULES,
     Schedule,
@@ -16,6 +16,6 @@ from jaxdiff_rl.diffusion.schedules import (
 
 __all__ = [
     "Schedule", "make_schedule", "SCHEDULES", "q_sample", "q_posterior", "predict_x0_from_eps",
-    "predict_eps_from_x0", "SamplerConfig", "METHODS", "sample", "ddpm_log_prob", "diffusion_loss",
+    "predict_eps_from_x0", "SamplerConfig", "METHODS", "sample", "ddpm_log_prob", "ddpm_trajectory_log_prob", "diffusion_loss",
     "cfg_combine", "cfg_normalize", "gradient_guidance", "ema_update", "ema_decay_warmup",
 ]

@@ -316,8 +316,28 @@ def ddpm_log_prob(
     flat_cond = None if cond is None else jnp.tile(cond, (num_steps, 1))
     step_index = jnp.repeat(jnp.arange(num_steps), batch)
     _, x0 = _predict(model_fn, schedule, config, x, ts, flat_cond, cfg_weight, guide_fn, guide_scale, step_index)
+    return _chain_log_prob(schedule, config, x, target, x0, ts, last_steps).reshape(num_steps, batch).sum(0)
+
+
+def _chain_log_prob(schedule: Schedule, config: SamplerConfig, x: jax.Array, target: jax.Array, x0: jax.Array,
+                    ts: jax.Array, last_steps: int | None) -> jax.Array:
+    """Per-kernel log N(target; mean(x, x0, t), std_t^2 I) summed over D, 0 where t = 0 or t >= last_steps."""
     mean, std = _ddpm_mean_std(schedule, config, x, x0, ts)
     logp = -0.5 * ((target - mean) / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
     counted = ts > 0 if last_steps is None else (ts > 0) & (ts < last_steps)
-    logp = jnp.where(counted[:, None], logp, 0.0).sum(-1)
-    return logp.reshape(num_steps, batch).sum(0)
+    return jnp.where(counted[:, None], logp, 0.0).sum(-1)
+
+
+def ddpm_trajectory_log_prob(schedule: Schedule, trajectory: dict[str, jax.Array], config: SamplerConfig,
+                             last_steps: int | None = None) -> jax.Array:
+    """`ddpm_log_prob` of a chain just drawn by `sample(..., return_trajectory=True)`, from the x0 predictions
+    the sampler already made (no network evaluation; equal to `ddpm_log_prob` under the sampling parameters, but
+    not differentiable in them). trajectory: {"x": [T+1, B, D], "x0_pred": [T, B, D]} -> [B] (nats)."""
+    if config.method != "ddpm" or config.clip_xt is not None:
+        raise ValueError("ddpm_trajectory_log_prob needs a DDPM chain without clip_xt")
+    xs, x0s = trajectory["x"], trajectory["x0_pred"]
+    steps, batch, dim = x0s.shape
+    ts = jnp.repeat(jnp.arange(steps - 1, -1, -1, dtype=jnp.int32), batch)
+    flat = lambda a: a.reshape(steps * batch, dim)
+    logp = _chain_log_prob(schedule, config, flat(xs[:-1]), flat(xs[1:]), flat(x0s), ts, last_steps)
+    return logp.reshape(steps, batch).sum(0)

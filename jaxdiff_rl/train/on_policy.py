@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, ValueMLP, gae, ppo_loss, validate_ppo_hparams
 from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
-from jaxdiff_rl.diffusion.samplers import ddpm_log_prob
+from jaxdiff_rl.diffusion.samplers import ddpm_log_prob, ddpm_trajectory_log_prob
 from jaxdiff_rl.nets import Denoiser
 from jaxdiff_rl.train.off_policy import (ActionSpec, Trainer, _flat_obs, _optimal_values, _to_env_action, action_spec,
                                          greedy_evaluation, optimum_fraction)
@@ -121,8 +121,8 @@ def _policy_act(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array):
         return action, action, pi.log_prob(action), value
     x0, trajectory = sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
                             config=ctx.sampler)
-    chain = jnp.swapaxes(trajectory["x"], 0, 1)
-    return chain, x0, _chain_log_prob(ctx, params, obs, chain), ctx.critic.apply(params["critic"], obs)
+    log_prob = ddpm_trajectory_log_prob(ctx.schedule, trajectory, ctx.sampler, ctx.config.finetune_steps)
+    return jnp.swapaxes(trajectory["x"], 0, 1), x0, log_prob, ctx.critic.apply(params["critic"], obs)
 
 
 def _policy_evaluate(ctx: _Ctx, params: Any, obs: jax.Array, stored: jax.Array):

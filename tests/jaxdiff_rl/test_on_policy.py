@@ -225,7 +225,7 @@ def test_dm_ppo_chain_log_prob_is_the_numpy_sum_of_gaussian_kernels():
 
 def test_dm_ppo_runs_with_ratio_one_and_learns_msr3_lowsnr():
     env, params = envs.make("msr-3-lowsnr")
-    cfg = agents.default_config("dm_ppo", num_envs=64, num_steps=8, total_timesteps=64 * 8 * 40,
+    cfg = agents.default_config("dm_ppo", num_envs=64, num_steps=8, total_timesteps=64 * 8 * 64,
                                  anneal_lr=False)
     trainer = make_trainer(cfg, env, params)
     hp = agents.default_hparams("dm_ppo", lr=1e-3, ent_coef=0.0, gamma=0.0)
