@@ -17,7 +17,6 @@ import numpy as np
 import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents import ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams, PPOConfig, PPOHparams
-from jaxdiff_rl.agents.ppo import validate_ppo_hparams
 from jaxdiff_rl.runner import RunResult, restore_latest, run
 from jaxdiff_rl.sweep import grid, with_seeds
 from jaxdiff_rl.train import Trainer, make_trainer
@@ -95,9 +94,6 @@ def _on_policy_config(spec: TrainSpec, discrete: bool) -> PPOConfig:
 
 
 def _config(spec: TrainSpec) -> AgentConfig:
-    unknown = set(spec.static) - set(STATIC_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
     base = spec.base or spec.algo
     config = agents.default_config(base, algo=spec.algo, **spec.static)
     actor = config.actor
@@ -122,11 +118,11 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     if spec.num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {spec.num_seeds}")
     env, env_params = make_env(spec.env, **spec.env_overrides)
+    unknown = set(spec.static) - set(STATIC_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
     on_policy = spec.algo in ON_POLICY_ALGORITHMS
     if on_policy:
-        unknown = set(spec.static) - set(STATIC_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
         config = _on_policy_config(spec, hasattr(env.action_space(env_params), "n"))
     else:
         config = _config(spec)
@@ -139,7 +135,7 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     base_hp = agents.default_hparams(spec.algo if on_policy else (spec.base or spec.algo),
                                      **{k: float(v) for k, v in scalars.items()})
     hp = grid(base_hp, **lists)
-    (validate_ppo_hparams if on_policy else agents.validate_hparams)(hp)
+    agents.validate_hparams(hp)
     settings = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())] or [{}]
     keys, hp = with_seeds(hp, spec.num_seeds, spec.seed)
     return make_trainer(config, env, env_params), keys, hp, settings

@@ -9,7 +9,8 @@ from types import ModuleType
 from typing import Any
 
 from jaxdiff_rl.agents import d2sac, ddpg, dm_ddpg, dm_td3, ppo, sac, td3
-from jaxdiff_rl.agents.base import ALGORITHMS, AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
+from jaxdiff_rl.agents import base
+from jaxdiff_rl.agents.base import ALGORITHMS, AgentConfig, AgentState, Hparams, act, init_agent
 from jaxdiff_rl.agents.networks import ActorConfig
 from jaxdiff_rl.agents.ppo import ON_POLICY_ALGORITHMS, PPOConfig, PPOHparams
 
@@ -41,6 +42,14 @@ def default_config(algo: str, /, **overrides: Any) -> AgentConfig | PPOConfig:
         raise ValueError(f"{algo} is off-policy: {bad} are on-policy settings (use num_envs, steps_per_iter, "
                          f"updates_per_iter, num_iterations, batch_size, buffer_size)")
     return module(algo).default_config(**overrides)
+
+
+def validate_hparams(hparams: Hparams | PPOHparams) -> Hparams | PPOHparams:
+    """Range-check the concrete fields of off-policy `Hparams` or on-policy `PPOHparams` (any shape: a sweep's
+    stacked values); ValueError names the field and the range, TypeError for any other type."""
+    if isinstance(hparams, PPOHparams):
+        return ppo.validate_ppo_hparams(hparams)
+    return base.validate_hparams(hparams)
 
 
 def default_hparams(algo: str, /, **overrides: Any) -> Hparams | PPOHparams:

@@ -271,40 +271,11 @@ def co_delay_loop(size, cpu, gain, offload, shares, c=CO_CONST):
     return out
 
 
-def co_brute_force(size, cpu, weight, gain, share_step):
-    """Enumerate every decision and every share vector on a `share_step` grid. Returns the minimal cost."""
-    n = len(size)
+def _co_grid_solutions(n, share_step):
+    """Every decision d in {0, 1}^N with every share vector on a `share_step` grid summing to 1 over the offloaded
+    terminals (all-local first): yields (d, shares)."""
     units = int(round(1 / share_step))
-    best = co_cost_loop(size, cpu, weight, gain, [0] * n, [0] * n)
-    for d in itertools.product([0, 1], repeat=n):
-        idx = [i for i in range(n) if d[i]]
-        if not idx:
-            continue
-        for combo in itertools.product(range(1, units + 1), repeat=len(idx) - 1):
-            if sum(combo) >= units:
-                continue
-            parts = list(combo) + [units - sum(combo)]
-            shares = [0.0] * n
-            for i, u in zip(idx, parts):
-                shares[i] = u / units
-            best = min(best, co_cost_loop(size, cpu, weight, gain, d, shares))
-    return best
-
-
-def co_brute_force_within_delay(size, cpu, weight, gain, share_step, max_delay=1.0):
-    """Like `co_brute_force`, but only over solutions whose every completion time is <= max_delay (s).
-    Returns the minimal cost, or None when no grid solution meets the limit."""
-    n = len(size)
-    units = int(round(1 / share_step))
-    best = None
-
-    def consider(d, shares):
-        nonlocal best
-        if max(co_delay_loop(size, cpu, gain, d, shares)) <= max_delay:
-            cost = co_cost_loop(size, cpu, weight, gain, d, shares)
-            best = cost if best is None else min(best, cost)
-
-    consider([0] * n, [0] * n)
+    yield [0] * n, [0] * n
     for d in itertools.product([0, 1], repeat=n):
         idx = [i for i in range(n) if d[i]]
         if not idx:
@@ -315,8 +286,20 @@ def co_brute_force_within_delay(size, cpu, weight, gain, share_step, max_delay=1
             shares = [0.0] * n
             for i, u in zip(idx, list(combo) + [units - sum(combo)]):
                 shares[i] = u / units
-            consider(d, shares)
-    return best
+            yield d, shares
+
+
+def co_brute_force(size, cpu, weight, gain, share_step):
+    """Enumerate every decision and every share vector on a `share_step` grid. Returns the minimal cost."""
+    return min(co_cost_loop(size, cpu, weight, gain, d, f) for d, f in _co_grid_solutions(len(size), share_step))
+
+
+def co_brute_force_within_delay(size, cpu, weight, gain, share_step, max_delay=1.0):
+    """Like `co_brute_force`, but only over solutions whose every completion time is <= max_delay (s).
+    Returns the minimal cost, or None when no grid solution meets the limit."""
+    costs = [co_cost_loop(size, cpu, weight, gain, d, f) for d, f in _co_grid_solutions(len(size), share_step)
+             if max(co_delay_loop(size, cpu, gain, d, f)) <= max_delay]
+    return min(costs) if costs else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
