@@ -59,7 +59,7 @@ def update_utilisation(config: Any, hp: Any, state: Any, spec: Any, repeats: int
     (`update_flops`) over its time, against `matmul_ceiling` of the same FLOPs. XLA's own count is reported too
     (it counts a rolled scan's body once)."""
     from jaxdiff_rl.agents.sac import update as sac_update
-    from jaxdiff_rl.buffer import buffer_sample
+    from jaxdiff_rl.train.buffer import buffer_sample
 
     def one_update(agent, key):
         batch = buffer_sample(state.buffer, key, config.batch_size, config.n_step, hp.gamma)

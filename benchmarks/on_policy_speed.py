@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import best_time, machine_info  # noqa: E402
 from jaxdiff_rl import agents  # noqa: E402
-from jaxdiff_rl.experiment import make_env  # noqa: E402
+from jaxdiff_rl.app.experiment import make_env  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "on_policy_speed.json"

@@ -185,7 +185,7 @@ def update_breakdown(config, hp, state, spec, repeats: int) -> dict:
     """Where one D2SAC reference update's time goes: each stage jitted on its own with the update's shapes."""
     from jaxdiff_rl.agents.base import critic_step, make_critic, polyak
     from jaxdiff_rl.agents.networks import actor_forward
-    from jaxdiff_rl.buffer import buffer_sample
+    from jaxdiff_rl.train.buffer import buffer_sample
 
     agent, key, a = state.agent, jax.random.PRNGKey(1), spec.dim
     critic_net = make_critic(config, a, True)

@@ -1,5 +1,5 @@
 """Replay buffer of the PyTorch reference: preallocated tensors, time-major [rows, num_envs] like
-`jaxdiff_rl.buffer`, uniform sampling and n-step returns computed at sample time (Tianshou's
+`jaxdiff_rl.train.buffer`, uniform sampling and n-step returns computed at sample time (Tianshou's
 `compute_nstep_return` pattern), truncated at episode ends."""
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ import jax
 import numpy as np
 
 import envs
-from jaxdiff_rl.experiment import TrainSpec, build, evaluate_spec, train_spec
-from jaxdiff_rl.plot import plot_curves
-from jaxdiff_rl.rollout import baseline_rollouts
+from jaxdiff_rl.app.experiment import TrainSpec, build, evaluate_spec, train_spec
+from jaxdiff_rl.app.plot import plot_curves
+from jaxdiff_rl.train.rollout import baseline_rollouts
 
 HERE = Path(__file__).parent
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 
-from jaxdiff_rl.experiment import TrainSpec, build, evaluate_spec, train_spec
-from jaxdiff_rl.plot import plot_curves
+from jaxdiff_rl.app.experiment import TrainSpec, build, evaluate_spec, train_spec
+from jaxdiff_rl.app.plot import plot_curves
 
 HERE = Path(__file__).parent
 ALGOS = ("d2sac", "dm_td3", "dm_ddpg", "sac", "td3", "ddpg")

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxdiff_rl.agents.base import make_critic
 from jaxdiff_rl.agents.networks import actor_forward
-from jaxdiff_rl.sweep import grid, with_seeds
+from jaxdiff_rl.train.sweep import grid, with_seeds
 from jaxdiff_rl.train import make_trainer
 from jaxdiff_rl.train.off_policy import _to_env_action
 

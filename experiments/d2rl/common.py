@@ -23,7 +23,7 @@ import numpy as np
 
 import envs
 from jaxdiff_rl.explore import d2rl_config, d2rl_hparams
-from jaxdiff_rl.sweep import grid, with_seeds
+from jaxdiff_rl.train.sweep import grid, with_seeds
 from jaxdiff_rl.train import make_trainer
 
 HERE = Path(__file__).parent
@@ -153,7 +153,7 @@ def baselines(scale: Scale) -> dict[str, float]:
     """Mean sum rate C (bit/s/Hz) of the environment's baseline policies (random; MRT + water-filling DL, full UL
     power, MMSE receivers) over 4096 one-shot slots, and of the upper bound R' (the designed reward's zero).
     Computed once per scale (every figure shows them)."""
-    from jaxdiff_rl.rollout import baseline_rollouts
+    from jaxdiff_rl.train.rollout import baseline_rollouts
 
     if scale.name not in _BASELINES:
         env, params = make_env(scale)

@@ -159,7 +159,7 @@ def fig4_6(scale: Scale, seeds: int, out: Path, force: bool, designs: tuple[str,
 
 
 def _sweep_hparams(scale: Scale):
-    from jaxdiff_rl.sweep import grid
+    from jaxdiff_rl.train.sweep import grid
 
     return grid(scale.base_hparams(), chi_max=list(M_VALUES), chi_rate=list(ETA_VALUES))
 

@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jaxdiff_rl import agents  # noqa: E402
-from jaxdiff_rl.experiment import make_env  # noqa: E402
-from jaxdiff_rl.plot import plot_curves  # noqa: E402
+from jaxdiff_rl.app.experiment import make_env  # noqa: E402
+from jaxdiff_rl.app.plot import plot_curves  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
 HERE = Path(__file__).parent

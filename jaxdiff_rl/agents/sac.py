@@ -35,7 +35,7 @@ from jaxdiff_rl.agents.base import (
     polyak,
 )
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward
-from jaxdiff_rl.buffer import Batch
+from jaxdiff_rl.train.buffer import Batch
 
 __all__ = ["default_config", "default_hparams", "update", "target_entropy"]
 

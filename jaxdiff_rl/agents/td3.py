@@ -30,7 +30,7 @@ from jaxdiff_rl.agents.base import (
     polyak,
 )
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward, actor_module
-from jaxdiff_rl.buffer import Batch
+from jaxdiff_rl.train.buffer import Batch
 from jaxdiff_rl.diffusion import diffusion_loss, make_schedule
 
 __all__ = ["default_config", "default_hparams", "update"]

@@ -2,7 +2,9 @@
 hparams and env params), so the runner, sweeps, checkpoints, CLI and plots know no loop in particular:
 
 - `off_policy`: SAC, TD3, DDPG and their diffusion versions (D2SAC, DM-TD3, DM-DDPG), replay buffer on device;
-- `on_policy`: PPO and A2C (GAE, clipped surrogate, minibatch epochs).
+- `on_policy`: PPO, A2C and DM-PPO (GAE, clipped surrogate, minibatch epochs);
+- beside them the pieces every loop shares: `buffer` (device replay buffer), `rollout` (vectorised episodes,
+  timed rollouts, optimum fractions) and `sweep` (seed / grid stacking and sharding of hparams).
 
 `make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig` or `PPOConfig`).
 """

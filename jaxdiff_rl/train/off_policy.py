@@ -3,8 +3,8 @@
 A whole run is one jitted function: `lax.scan` over iterations; each iteration collects `steps_per_iter`
 vectorised steps from `num_envs` environments (`vmap`) into the device replay buffer, then runs
 `updates_per_iter` gradient updates (`lax.scan`) of the algorithm's loss. `train` is pure, so
-`jax.vmap(train)(keys, hparams)` runs a sweep over seeds and hyperparameters in one program (see `sweep.py`);
-the host runner (`runner.py`) calls `Trainer.run` in chunks for progress bars and checkpoints. The on-policy loop
+`jax.vmap(train)(keys, hparams)` runs a sweep over seeds and hyperparameters in one program (see `train/sweep.py`);
+the host runner (`app/runner.py`) calls `Trainer.run` in chunks for progress bars and checkpoints. The on-policy loop
 (`on_policy.py`) returns the same `Trainer`.
 
 Works with any environment that has the gymnax 1.x API (ours or gymnax's): discrete (`Discrete`) or continuous
@@ -36,7 +36,7 @@ from flax import struct
 
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents.base import AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
-from jaxdiff_rl.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
+from jaxdiff_rl.train.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
 from jaxdiff_rl.explore import learner as explore
 
 __all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite",

@@ -13,7 +13,7 @@ import envs  # noqa: E402
 from benchmarks.torch_reference.buffer import ReplayBuffer  # noqa: E402
 from benchmarks.torch_reference.envs_numpy import MSREnv  # noqa: E402
 from benchmarks.torch_reference.nets import VPSchedule  # noqa: E402
-from jaxdiff_rl.buffer import Transition, buffer_add, buffer_init, buffer_sample  # noqa: E402
+from jaxdiff_rl.train.buffer import Transition, buffer_add, buffer_init, buffer_sample  # noqa: E402
 from jaxdiff_rl.diffusion import make_schedule  # noqa: E402
 
 

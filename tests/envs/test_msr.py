@@ -189,7 +189,7 @@ def test_heuristic_policies_allocate_as_their_textbook_formulas():
 def test_lowsnr_preset_heuristic_fractions_match_a_numpy_monte_carlo():
     """optimum_fractions (same instances for every policy, regret rewards turned back into rates) against a NumPy
     Monte Carlo of the same allocations on its own draws; rate and regret modes agree on the same key."""
-    from jaxdiff_rl.rollout import optimum_fractions
+    from jaxdiff_rl.train.rollout import optimum_fractions
 
     env, params = envs.make("msr-3-lowsnr")
     assert params.reward_mode == "regret"

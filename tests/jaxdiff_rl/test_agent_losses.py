@@ -11,7 +11,7 @@ from jaxdiff_rl import agents
 from jaxdiff_rl.agents.base import adam_init, adam_step, init_agent, make_critic, polyak
 from jaxdiff_rl.agents.networks import actor_forward
 from jaxdiff_rl.agents import sac, td3
-from jaxdiff_rl.buffer import Batch
+from jaxdiff_rl.train.buffer import Batch
 
 
 def _batch(key, b, obs_dim, action_dim, discrete):

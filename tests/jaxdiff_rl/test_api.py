@@ -9,8 +9,8 @@ import pytest
 
 import envs
 from jaxdiff_rl import agents
-from jaxdiff_rl.runner import run
-from jaxdiff_rl.sweep import grid, stack, with_seeds
+from jaxdiff_rl.app.runner import run
+from jaxdiff_rl.train.sweep import grid, stack, with_seeds
 from jaxdiff_rl.train import make_trainer
 
 

@@ -8,8 +8,8 @@ import pytest
 
 import envs
 from envs.msr import sum_rate, water_filling
-from jaxdiff_rl.cli import main
-from jaxdiff_rl.rollout import rollout
+from jaxdiff_rl.app.cli import main
+from jaxdiff_rl.train.rollout import rollout
 
 
 def test_rollout_episode_accounting():

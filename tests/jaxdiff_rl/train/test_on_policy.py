@@ -13,7 +13,7 @@ import pytest
 import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents.ppo import gae, ppo_loss
-from jaxdiff_rl.runner import run
+from jaxdiff_rl.app.runner import run
 from jaxdiff_rl.train import make_trainer
 
 
@@ -158,7 +158,7 @@ def test_gaussian_ppo_reaches_95_percent_of_water_filling_on_msr3():
 
 
 def test_train_spec_builds_on_policy_runs_and_refuses_wrong_fields():
-    from jaxdiff_rl.experiment import TrainSpec, build
+    from jaxdiff_rl.app.experiment import TrainSpec, build
 
     trainer, keys, hp, settings = build(TrainSpec(algo="ppo", env="msr-3", num_seeds=2, hidden=(8,),
                                                   static=dict(num_envs=4, num_steps=8, total_timesteps=64,

@@ -17,8 +17,8 @@ import numpy as np
 import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents import ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams, PPOConfig, PPOHparams
-from jaxdiff_rl.runner import RunResult, restore_latest, run
-from jaxdiff_rl.sweep import grid, with_seeds
+from jaxdiff_rl.app.runner import RunResult, restore_latest, run
+from jaxdiff_rl.train.sweep import grid, with_seeds
 from jaxdiff_rl.train import Trainer, make_trainer
 
 __all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS", "HPARAM_FIELDS"]

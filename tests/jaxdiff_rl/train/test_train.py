@@ -12,7 +12,7 @@ import pytest
 import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents import ActorConfig
-from jaxdiff_rl.rollout import rollout
+from jaxdiff_rl.train.rollout import rollout
 from jaxdiff_rl.train import check_finite, make_train, make_trainer
 
 TINY = dict(num_envs=8, steps_per_iter=1, updates_per_iter=2, num_iterations=6, batch_size=16, buffer_size=512)
@@ -170,7 +170,7 @@ def test_agents_train_unmodified_on_gymnax_envs(env_id, algo):
 def test_diffusion_agents_reach_95_percent_of_water_filling_on_msr3(algo):
     """Acceptance (issue 8): mean over 8 seeds of the greedy policy's fraction of the exact optimum >= 95%."""
     from experiments.agents.msr3_diffusion import spec
-    from jaxdiff_rl.experiment import build, evaluate_spec, train_spec
+    from jaxdiff_rl.app.experiment import build, evaluate_spec, train_spec
 
     s = spec(algo, seeds=8)
     res = train_spec(s, None, progress=False)

@@ -9,7 +9,7 @@ Agent: DM-TD3 (seed 000's DM-enabled TD3: the diffusion denoiser as actor, T = 5
 on the twin critic's Q) acting by the best of 8 reverse chains by min-Q (Diffusion-QL's read-out,
 `AgentConfig.action_candidates`).
 
-Sweep: 6 seeds x 2 actor learning rates = 12 runs, one jitted `vmap(train)` program run in chunks of 25 iterations
+Sweep: 8 seeds x 2 actor learning rates = 16 runs, one jitted `vmap(train)` program run in chunks of 25 iterations
 (progress bar, metrics, orbax checkpoints under `<out>/sweep/`). After every chunk (and before the first) the greedy
 policy of every run is scored on 512 common fresh instances, so the curves start at the untrained policy.
 
@@ -33,10 +33,10 @@ import jax
 import numpy as np
 
 import envs
-from jaxdiff_rl.experiment import TrainSpec, build
-from jaxdiff_rl.rollout import optimum_fractions
-from jaxdiff_rl.runner import RunResult, run
-from jaxdiff_rl.sweep import unstack
+from jaxdiff_rl.app.experiment import TrainSpec, build
+from jaxdiff_rl.train.rollout import optimum_fractions
+from jaxdiff_rl.app.runner import RunResult, run
+from jaxdiff_rl.train.sweep import unstack
 
 __all__ = ["run_demo", "demo_spec", "sequential_speed", "HEURISTICS"]
 

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdiff_rl.sweep import is_stacked, stack, sweep_size, unstack
+from jaxdiff_rl.train.sweep import is_stacked, stack, sweep_size, unstack
 from jaxdiff_rl.train import RunnerState, Trainer, check_finite
 
 __all__ = ["RunResult", "run", "read_metrics", "restore_latest"]

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdiff_rl.demo import ENV, HEURISTICS, run_demo
-from jaxdiff_rl.experiment import TrainSpec, build
+from jaxdiff_rl.app.demo import ENV, HEURISTICS, run_demo
+from jaxdiff_rl.app.experiment import TrainSpec, build
 
 TINY = TrainSpec(algo="dm_td3", env=ENV, num_seeds=2, hidden=(8,), diffusion_steps=2,
                  static=dict(num_envs=8, steps_per_iter=1, updates_per_iter=2, num_iterations=6, batch_size=16,

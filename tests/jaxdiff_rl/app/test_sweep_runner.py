@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from jaxdiff_rl import agents
-from jaxdiff_rl.sweep import grid, random_search, with_seeds
+from jaxdiff_rl.train.sweep import grid, random_search, with_seeds
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_grid_and_seeds_layout():
@@ -39,7 +39,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
     import dataclasses, json, jax, numpy as np
     import envs
     from jaxdiff_rl import agents
-    from jaxdiff_rl.sweep import grid, run_sweep, with_seeds
+    from jaxdiff_rl.train.sweep import grid, run_sweep, with_seeds
     from jaxdiff_rl.train import make_train
     env, params = envs.make("msr-3")
     cfg = agents.default_config("ddpg", num_envs=4, steps_per_iter=1, updates_per_iter=2, num_iterations=5,
@@ -75,13 +75,13 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_vmap(tmp_path):
     assert r[0] < r[1] < r[2] and r[3] < r[4] < r[5]
 
 
-TRAIN_ARGS = ["-m", "jaxdiff_rl.cli", "train", "--algo", "ddpg", "--env", "msr-3", "--seeds", "2", "--hidden", "16",
+TRAIN_ARGS = ["-m", "jaxdiff_rl.app.cli", "train", "--algo", "ddpg", "--env", "msr-3", "--seeds", "2", "--hidden", "16",
               "--num-envs", "8", "--steps-per-iter", "4", "--updates-per-iter", "32", "--batch-size", "64",
               "--buffer-size", "4096", "--num-iterations", "120", "--chunk", "6", "--no-progress"]
 
 
 def _final_params(run_dir: Path):
-    from jaxdiff_rl.experiment import build, load_spec, restore_state
+    from jaxdiff_rl.app.experiment import build, load_spec, restore_state
 
     spec, _ = load_spec(run_dir)
     trainer, keys, hp, _ = build(spec)

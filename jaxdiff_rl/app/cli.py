@@ -1,8 +1,8 @@
 """Command line: `jaxdiff-rl {demo,train,eval,plot,envs} [options]` (no sub-command: `demo`).
 
-- `demo` (default): a vmapped sweep (6 seeds x 2 learning rates) of the diffusion agent DM-TD3 on low-SNR power
+- `demo` (default): a vmapped sweep (8 seeds x 2 learning rates) of the diffusion agent DM-TD3 on low-SNR power
   allocation (`msr-3-lowsnr`), from the untrained policy to within ~1% of the water-filling optimum, against the
-  heuristics, plus the speed ratio against the same runs one after another (see `jaxdiff_rl.demo`).
+  heuristics, plus the speed ratio against the same runs one after another (see `jaxdiff_rl.app.demo`).
 - `train`: any algorithm on any environment, several seeds, any hyperparameter; a comma list
   (`--lr-actor 1e-4,3e-4`) becomes a sweep axis; everything runs as one vmapped program, in chunks with a
   progress bar, metrics to `<out>/metrics.jsonl` and orbax checkpoints; `--resume` continues bit-identically.
@@ -24,7 +24,7 @@ from typing import Sequence
 import jax
 
 import envs
-from jaxdiff_rl.rollout import episode_steps, timed_rollout
+from jaxdiff_rl.train.rollout import episode_steps, timed_rollout
 
 __all__ = ["main", "run_envs_job"]
 
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_envs.add_argument("--out", default="runs/envs", help="output folder for summary.json / summary.png")
     p_envs.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_envs.set_defaults(func=_cmd_envs)
-    from jaxdiff_rl.cli_train import add_train_commands
+    from jaxdiff_rl.app.cli_train import add_train_commands
 
     add_train_commands(sub)
     return parser

@@ -1,4 +1,4 @@
-"""`jaxdiff-rl train | eval | plot | demo` (argparse sub-commands; see `jaxdiff_rl.cli`)."""
+"""`jaxdiff-rl train | eval | plot | demo` (argparse sub-commands; see `jaxdiff_rl.app.cli`)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def _parse_env_param(text: str) -> tuple[str, object]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from jaxdiff_rl.experiment import HPARAM_FIELDS, STATIC_FIELDS, TrainSpec, train_spec
-    from jaxdiff_rl.plot import plot_curves
+    from jaxdiff_rl.app.experiment import HPARAM_FIELDS, STATIC_FIELDS, TrainSpec, train_spec
+    from jaxdiff_rl.app.plot import plot_curves
 
     static = {f: getattr(args, f) for f in STATIC_FIELDS if getattr(args, f) is not None}
     hparams = {f: getattr(args, f) for f in HPARAM_FIELDS if getattr(args, f) is not None}
@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from jaxdiff_rl.experiment import build, evaluate_spec, load_spec, restore_state
+    from jaxdiff_rl.app.experiment import build, evaluate_spec, load_spec, restore_state
 
     spec, info = load_spec(args.run)
     trainer, keys, hp, settings = build(spec)
@@ -77,8 +77,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from jaxdiff_rl.plot import plot_curves
-    from jaxdiff_rl.runner import read_metrics
+    from jaxdiff_rl.app.plot import plot_curves
+    from jaxdiff_rl.app.runner import read_metrics
 
     curves = {Path(r).name: read_metrics(Path(r) / "metrics.jsonl") for r in args.runs}
     out = Path(args.out)
@@ -88,7 +88,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from jaxdiff_rl.demo import run_demo
+    from jaxdiff_rl.app.demo import run_demo
 
     run_demo(Path(args.out), scale=args.scale, progress=not args.no_progress, seeds=args.seeds)
     return 0
@@ -96,7 +96,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     from jaxdiff_rl.agents import ALGORITHMS, ON_POLICY_ALGORITHMS
-    from jaxdiff_rl.experiment import HPARAM_FIELDS, ON_POLICY_HPARAMS, OFF_POLICY_HPARAMS, STATIC_FIELDS
+    from jaxdiff_rl.app.experiment import HPARAM_FIELDS, ON_POLICY_HPARAMS, OFF_POLICY_HPARAMS, STATIC_FIELDS
 
     p = sub.add_parser("train", help="train an agent (seeds x hyperparameter grid in one program)")
     p.add_argument("--algo", default="d2sac", choices=sorted([*ALGORITHMS, *ON_POLICY_ALGORITHMS]))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_rl.buffer import Transition, buffer_add, buffer_init, buffer_sample
+from jaxdiff_rl.train.buffer import Transition, buffer_add, buffer_init, buffer_sample
 
 
 def _fill(steps: int, num_envs: int, capacity: int, seed: int = 0):
