@@ -1,23 +1,34 @@
-"""On-policy throughput: PPO env steps/s (training: rollout + GAE + epochs of minibatch updates, one jitted program,
-compile excluded) on gymnax CartPole-v1 and msr-80 at 1 ... 4096 parallel environments; and DM-PPO's cost per env
-step against PPO's at the same settings, beside the analytic matmul-FLOP ratio.
+"""On-policy throughput, side by side in one process (2-core CPU numbers in experiments/on_policy/README.md):
 
-    python benchmarks/on_policy_speed.py         # about 4 minutes on 2 CPU cores; writes results/on_policy_speed.json
+1. PureJaxRL's CartPole configuration (4 envs x 128 steps, 5e5 env steps, 4 epochs x 4 minibatches, lr 2.5e-4
+   annealed, tanh 64 x 64): our PPO against the reference design (`benchmarks/purejaxrl_design.py`, PureJaxRL's
+   `ppo.py` layout), one seed and 8 seeds vmapped, env steps/s (compile excluded, best of interleaved repeats) and
+   the final training return of every seed (mean return of the episodes finished in the last 10 iterations).
+2. PPO env steps/s on gymnax CartPole-v1 and msr-80 at 1 ... 4096 parallel environments against a PyTorch PPO
+   written the usual way (`benchmarks/torch_reference/ppo.py`: vectorised NumPy env, Python loop over steps and
+   minibatches) at the same settings (num_steps = 128 up to 4 envs, then 512 / envs with a floor of 8; 4 epochs x
+   4 minibatches). Needs the `torch` extra; without it that column is skipped.
+3. DM-PPO's cost per env step relative to PPO's, beside the analytic matmul-FLOP ratio.
 
-The PyTorch side of the issue's comparison (a PyTorch PPO in `benchmarks/torch_reference/`) is not written yet.
+    python benchmarks/on_policy_speed.py            # about 8 minutes on 2 CPU cores; writes results/on_policy_speed.json
+    python benchmarks/on_policy_speed.py --quick    # 1, 64 and 1024 envs only
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import time
 from pathlib import Path
-
-import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
 from benchmarks.common import best_time, machine_info  # noqa: E402
+from benchmarks.purejaxrl_design import PUREJAXRL_CARTPOLE, make_train as reference_make_train  # noqa: E402
 from jaxdiff_rl import agents  # noqa: E402
 from jaxdiff_rl.app.experiment import make_env  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
@@ -26,16 +37,74 @@ OUT = Path(__file__).parent / "results" / "on_policy_speed.json"
 ENVS = (1, 4, 16, 64, 256, 1024, 4096)
 
 
-def steps_per_s(algo: str, env_name: str, num_envs: int, iterations: int = 4, **overrides) -> float:
+def rollout_steps(num_envs: int) -> int:
+    return 128 if num_envs <= 4 else max(8, 512 // num_envs)
+
+
+def jax_steps_per_s(algo: str, env_name: str, num_envs: int, iterations: int = 4) -> float:
+    """Env steps/s of a whole jitted training run of `iterations` iterations (compile excluded, best of 2)."""
     env, params = make_env(env_name)
-    num_steps = 128 if num_envs <= 4 else max(8, 512 // num_envs)
     actor = {} if algo == "dm_ppo" else {"actor": "categorical" if env_name.startswith("gymnax") else "gaussian"}
+    num_steps = rollout_steps(num_envs)
     config = agents.default_config(algo, num_envs=num_envs, num_steps=num_steps, num_minibatches=4,
-                                   total_timesteps=iterations * num_envs * num_steps, **actor, **overrides)
-    trainer = make_trainer(config, env, params)
+                                   total_timesteps=iterations * num_envs * num_steps, **actor)
     hp = agents.default_hparams(algo)
-    train = jax.jit(trainer.train).lower(jax.random.key(0), hp).compile()
+    train = jax.jit(make_trainer(config, env, params).train).lower(jax.random.key(0), hp).compile()
     return config.total_env_steps / best_time(lambda: train(jax.random.key(0), hp), 2)
+
+
+def torch_steps_per_s(env_name: str, num_envs: int, max_seconds: float = 4.0) -> float:
+    from benchmarks.torch_reference.envs_numpy import CartPoleVec, MSRVec
+    from benchmarks.torch_reference.ppo import TorchPPOConfig, train
+
+    num_steps = rollout_steps(num_envs)
+    if env_name == "gymnax:CartPole-v1":
+        env, dims = CartPoleVec(num_envs, 0), {"obs_dim": 4, "action_dim": 2, "discrete": True}
+    else:
+        _, params = make_env(env_name)
+        env = MSRVec(num_envs, 0, params.num_channels, float(params.total_power))
+        dims = {"obs_dim": env.obs_dim, "action_dim": env.action_dim, "discrete": False}
+    config = TorchPPOConfig(**dims, num_envs=num_envs, num_steps=num_steps,
+                            total_timesteps=10**9 // (num_envs * num_steps) * num_envs * num_steps)
+    return train(config, env, max_seconds=max_seconds)["steps_per_s"]
+
+
+def _final_returns(episodes: np.ndarray, return_sum: np.ndarray, last: int = 10) -> np.ndarray:
+    """[seeds, iterations] per-iteration counts and sums -> mean return of the episodes of the last iterations."""
+    return return_sum[:, -last:].sum(1) / np.maximum(episodes[:, -last:].sum(1), 1)
+
+
+def purejaxrl_comparison(seeds: int = 8, repeats: int = 4) -> dict:
+    env, params = make_env("gymnax:CartPole-v1")
+    config, hp = agents.default_config("ppo"), agents.default_hparams("ppo")
+    steps = config.total_env_steps
+    ours_one = jax.jit(make_trainer(config, env, params).train)
+    ref_one = jax.jit(reference_make_train(dict(PUREJAXRL_CARTPOLE), env, params))
+    keys = jax.random.split(jax.random.key(0), seeds)
+    ours_many = jax.jit(jax.vmap(make_trainer(config, env, params).train, in_axes=(0, None)))
+    ref_many = jax.jit(jax.vmap(reference_make_train(dict(PUREJAXRL_CARTPOLE), env, params)))
+    ours_one = ours_one.lower(keys[0], hp).compile()
+    ref_one = ref_one.lower(keys[0]).compile()
+    ours_many = ours_many.lower(keys, hp).compile()
+    ref_many = ref_many.lower(keys).compile()
+    times = {"ours_1": [], "reference_1": [], "ours_many": [], "reference_many": []}
+    for _ in range(repeats):  # interleaved, so a noisy stretch hits both designs
+        for name, fn in (("reference_1", lambda: ref_one(keys[0])), ("ours_1", lambda: ours_one(keys[0], hp)),
+                         ("reference_many", lambda: ref_many(keys)), ("ours_many", lambda: ours_many(keys, hp))):
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+            if name == "ours_many":
+                ours_ret = _final_returns(np.asarray(out[1]["episodes"]), np.nan_to_num(np.asarray(out[1]["return_mean"])) *
+                                          np.asarray(out[1]["episodes"]))
+            if name == "reference_many":
+                ref_ret = _final_returns(np.asarray(out["metrics"]["episodes"]), np.asarray(out["metrics"]["return_sum"]))
+    rate = {k: (steps * (seeds if k.endswith("many") else 1)) / min(v) for k, v in times.items()}
+    return {"config": PUREJAXRL_CARTPOLE, "seeds": seeds, "env_steps_per_s": rate,
+            "ratio_1_seed": rate["ours_1"] / rate["reference_1"],
+            "ratio_vmapped": rate["ours_many"] / rate["reference_many"],
+            "median_ratio_1_seed": float(np.median(times["reference_1"]) / np.median(times["ours_1"])),
+            "final_return_ours": ours_ret.tolist(), "final_return_reference": ref_ret.tolist()}
 
 
 def mlp_flops(dims: list[int]) -> int:
@@ -44,9 +113,9 @@ def mlp_flops(dims: list[int]) -> int:
 
 def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_dim: int = 16,
                epochs: int = 4) -> float:
-    """Matmul FLOPs per env step, DM-PPO / PPO. PPO: rollout actor + 2 critic forwards, then `epochs` x 3 (fwd +
-    bwd) of actor + critic. DM-PPO: rollout T denoiser passes to sample + T to score the chain + 2 critics, then
-    `epochs` x 3 x (T denoiser passes + critic)."""
+    """Matmul FLOPs per env step, DM-PPO / PPO. PPO: rollout actor + critic, V(s') batched after the rollout, then
+    `epochs` x 3 (fwd + bwd) of actor + critic. DM-PPO: rollout T denoiser passes (the chain's log-probability comes
+    from the sampler's own predictions) + 2 critics, then `epochs` x 3 x (T denoiser passes + critic)."""
     actor = mlp_flops([obs_dim, *hidden, action_dim])
     critic = mlp_flops([obs_dim, *hidden, 1])
     denoiser = mlp_flops([action_dim + time_dim + obs_dim, *hidden, action_dim])
@@ -56,17 +125,42 @@ def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_
 
 
 def main() -> None:
-    out = {"machine": machine_info(), "ppo": {}, "dm_ppo_vs_ppo": {}}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1, 64 and 1024 envs only")
+    args = parser.parse_args()
+    env_counts = (1, 64, 1024) if args.quick else ENVS
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("torch not installed (pip install -e '.[torch]'): the PyTorch column is skipped", flush=True)
+    out = {"machine": machine_info(), "purejaxrl_cartpole": {}, "ppo": {}, "dm_ppo_vs_ppo": {}}
+
+    pj = purejaxrl_comparison()
+    out["purejaxrl_cartpole"] = pj
+    r = pj["env_steps_per_s"]
+    print(f"PureJaxRL CartPole config: ours {r['ours_1']:,.0f} vs reference design {r['reference_1']:,.0f} env steps/s "
+          f"(1 seed, x{pj['ratio_1_seed']:.2f}; median x{pj['median_ratio_1_seed']:.2f}); {pj['seeds']} seeds vmapped "
+          f"{r['ours_many']:,.0f} vs {r['reference_many']:,.0f} (x{pj['ratio_vmapped']:.2f}); final returns ours "
+          f"{np.mean(pj['final_return_ours']):.1f} (min {np.min(pj['final_return_ours']):.1f}), reference "
+          f"{np.mean(pj['final_return_reference']):.1f} (min {np.min(pj['final_return_reference']):.1f})", flush=True)
+
     for env_name in ("gymnax:CartPole-v1", "msr-80"):
         out["ppo"][env_name] = {}
-        for n in ENVS:
-            rate = steps_per_s("ppo", env_name, n)
-            out["ppo"][env_name][n] = rate
-            print(f"ppo    {env_name:20s} {n:5d} envs: {rate:12,.0f} env steps/s", flush=True)
+        for n in env_counts:
+            row = {"num_steps": rollout_steps(n), "jax_steps_per_s": jax_steps_per_s("ppo", env_name, n)}
+            if have_torch:
+                row["torch_steps_per_s"] = torch_steps_per_s(env_name, n)
+                row["speedup"] = row["jax_steps_per_s"] / row["torch_steps_per_s"]
+            out["ppo"][env_name][n] = row
+            torch_part = (f"  torch {row['torch_steps_per_s']:10,.0f}  -> x{row['speedup']:.1f}" if have_torch else "")
+            print(f"ppo {env_name:20s} {n:5d} envs: jax {row['jax_steps_per_s']:12,.0f} env steps/s{torch_part}",
+                  flush=True)
     for env_name, obs_dim, action_dim in (("msr-3", 4, 3), ("msr-80", 81, 80)):
         for n in (64, 1024):
-            ppo = steps_per_s("ppo", env_name, n)
-            dm = steps_per_s("dm_ppo", env_name, n)
+            ppo = jax_steps_per_s("ppo", env_name, n)
+            dm = jax_steps_per_s("dm_ppo", env_name, n)
             row = {"ppo_steps_per_s": ppo, "dm_ppo_steps_per_s": dm, "measured_cost_ratio": ppo / dm,
                    "analytic_flop_ratio": flop_ratio(obs_dim, action_dim)}
             out["dm_ppo_vs_ppo"][f"{env_name} {n} envs"] = row

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from tests.envs.reference_numpy import AIGCLoop, MSRLoop, msr_rate_loop
+from tests.envs.reference_numpy import AIGCLoop, MSRLoop, msr_rate_loop, msr_step_vectorized
 
 
 class AIGCEnv:
@@ -90,3 +90,87 @@ class VectorEnv:
             terms.append(terminated)
         return (np.stack(out_obs), np.asarray(rewards, np.float32), np.asarray(terms), np.stack(final),
                 np.asarray(optima))
+
+
+class CartPoleVec:
+    """N CartPole-v1 environments as NumPy arrays (gymnasium's vectorised-NumPy pattern): the gymnax / gym
+    dynamics (Euler, tau = 0.02 s, force 10 N, pole half-length 0.5 m), reward 1 per step, terminated when
+    |x| > 2.4 m or |theta| > 12 deg, truncated at 500 steps, auto-reset from U(-0.05, 0.05)^4.
+
+    `step(actions [N] in {0, 1})` -> (obs [N, 4] after auto-reset, reward [N], terminated [N], truncated [N],
+    final_obs [N, 4] before reset, optimum [N] = NaN: CartPole has none)."""
+
+    obs_dim, num_actions, discrete = 4, 2, True
+    gravity, masscart, masspole, length, force_mag, tau = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+    theta_threshold, x_threshold, max_steps = 12 * 2 * math.pi / 360, 2.4, 500
+
+    def __init__(self, num_envs: int, seed: int):
+        self.n, self.rng = num_envs, np.random.default_rng(seed)
+
+    def reset(self) -> np.ndarray:
+        self.state = self.rng.uniform(-0.05, 0.05, (self.n, 4))
+        self.time = np.zeros(self.n, np.int64)
+        return self.state.astype(np.float32)
+
+    def step(self, actions: np.ndarray):
+        x, x_dot, theta, theta_dot = self.state.T
+        total_mass = self.masscart + self.masspole
+        polemass_length = self.masspole * self.length
+        force = np.where(np.asarray(actions) == 1, self.force_mag, -self.force_mag)
+        cos, sin = np.cos(theta), np.sin(theta)
+        temp = (force + polemass_length * theta_dot ** 2 * sin) / total_mass
+        theta_acc = (self.gravity * sin - cos * temp) / (
+            self.length * (4.0 / 3.0 - self.masspole * cos ** 2 / total_mass))
+        x_acc = temp - polemass_length * theta_acc * cos / total_mass
+        self.state = np.stack([x + self.tau * x_dot, x_dot + self.tau * x_acc, theta + self.tau * theta_dot,
+                               theta_dot + self.tau * theta_acc], axis=1)
+        self.time += 1
+        terminated = (np.abs(self.state[:, 0]) > self.x_threshold) | (np.abs(self.state[:, 2]) > self.theta_threshold)
+        truncated = ~terminated & (self.time >= self.max_steps)
+        final = self.state.astype(np.float32)
+        done = terminated | truncated
+        if done.any():
+            self.state[done] = self.rng.uniform(-0.05, 0.05, (int(done.sum()), 4))
+            self.time[done] = 0
+        return (self.state.astype(np.float32), np.ones(self.n, np.float32), terminated, truncated, final,
+                np.full(self.n, np.nan))
+
+
+class MSRVec:
+    """N one-shot MSR instances as NumPy arrays (msr-80 by default; the MSR presets through the arguments): gains
+    ~ U(gain_low, gain_high) [N, channels], unit noise; Box(-1, 1, [channels]) actions, powers P |a| / sum |a|;
+    reward = the sum rate (bit/s/Hz) or, with `regret`, minus the water-filling optimum; every step terminates and
+    draws new gains. `step` returns what `CartPoleVec.step` does plus `optimum` [N] (bit/s/Hz)."""
+
+    discrete = False
+
+    def __init__(self, num_envs: int, seed: int, num_channels: int = 80, total_power: float = 20.0,
+                 gain_low: float = 0.5, gain_high: float = 2.5, regret: bool = False):
+        self.n, self.rng, self.channels, self.p = num_envs, np.random.default_rng(seed), num_channels, total_power
+        self.gain_low, self.gain_high, self.regret = gain_low, gain_high, regret
+        self.obs_dim, self.action_dim = num_channels + 1, num_channels
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.gains, np.full((self.n, 1), self.p)], axis=1).astype(np.float32)
+
+    def reset(self) -> np.ndarray:
+        self.gains = self.rng.uniform(self.gain_low, self.gain_high, (self.n, self.channels))
+        return self._obs()
+
+    def optimum(self) -> np.ndarray:
+        """Water-filling sum rate of the current instances [N] (sorted floors, vectorised)."""
+        floors = np.sort(1.0 / self.gains, axis=1)
+        level = (self.p + np.cumsum(floors, axis=1)) / np.arange(1, self.channels + 1)
+        k = np.sum(level > floors, axis=1)
+        mu = level[np.arange(self.n), k - 1]
+        return np.log2(np.maximum(mu[:, None] * self.gains, 1.0)).sum(axis=1)
+
+    def step(self, actions: np.ndarray):
+        optimum = self.optimum()
+        reward = msr_step_vectorized(self.gains, np.asarray(actions, np.float64), self.p)
+        if self.regret:
+            reward = reward - optimum
+        final = self._obs()
+        obs = self.reset()
+        done = np.ones(self.n, bool)
+        return obs, reward.astype(np.float32), done, ~done, final, optimum

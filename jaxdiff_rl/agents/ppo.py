@@ -246,7 +246,8 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminate
         adv = delta + gamma * lam * (1.0 - d) * carry
         return adv, adv
 
-    _, adv = jax.lax.scan(back, jnp.zeros_like(values[0]), (deltas, done.astype(values.dtype)), reverse=True)
+    _, adv = jax.lax.scan(back, jnp.zeros_like(values[0]), (deltas, done.astype(values.dtype)), reverse=True,
+                          unroll=16)
     return adv, adv + values
 
 

@@ -7,8 +7,9 @@ then `update_epochs` x (`_update_epoch`: a fresh permutation, `num_minibatches` 
 (global-norm clip, Adam with eps 1e-5, learning rate annealed linearly to 0 when `anneal_lr`) is rebuilt from the
 traced hparams inside each pure function (`_optimizer`), so a sweep over lr or max_grad_norm is one program.
 
-Time-limit truncation bootstraps: each step stores V(s') of its own pre-reset next observation
-(`info["final_observation"]`), and GAE cuts the bootstrap only on termination.
+Time-limit truncation bootstraps: each step stores its own pre-reset next observation
+(`info["final_observation"]`), whose values V(s') one batched critic pass computes after the rollout, and GAE cuts
+the bootstrap only on termination.
 
 Per-iteration metrics: `episodes`, `return_mean` (NaN if none finished), `reward_mean`, `optimum_fraction` (where
 the env has `optimal_value`), `env_steps`, `updates`, the loss terms averaged over the iteration's minibatches
@@ -61,13 +62,14 @@ class OnPolicyState:
 
 class RolloutBatch(NamedTuple):
     """One rollout, time-major [T, N, ...]: obs, action (unclipped sample), log_prob and value at collection,
-    next_value = V(s') of the pre-reset next observation, reward, terminated, done."""
+    final_obs = the pre-reset next observation s' (its value V(s') is computed for the whole rollout in one batched
+    critic pass after the scan, not one small pass per step), reward, terminated, done."""
 
     obs: jax.Array
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
-    next_value: jax.Array
+    final_obs: jax.Array
     reward: jax.Array
     terminated: jax.Array
     done: jax.Array
@@ -164,7 +166,8 @@ def _env_action(spec: ActionSpec, action: jax.Array) -> jax.Array:
 
 
 def _env_step(ctx: _Ctx, env_params: Any, rs: OnPolicyState, key: jax.Array):
-    """One vectorised step with the current stochastic policy; returns the transition and its step stats."""
+    """One vectorised step with the current stochastic policy; returns the transition and its per-lane stats [N]
+    (summed once after the rollout's scan, not per step)."""
     n = ctx.config.num_envs
     k_act, k_env = jax.random.split(key)
     stored, action, log_prob, value = _policy_act(ctx, rs.params, k_act, rs.obs)
@@ -172,13 +175,11 @@ def _env_step(ctx: _Ctx, env_params: Any, rs: OnPolicyState, key: jax.Array):
     obs, env_state, reward, terminated, truncated, info = jax.vmap(ctx.env.step, in_axes=(0, 0, 0, None))(
         jax.random.split(k_env, n), rs.env_state, _env_action(ctx.spec, action), env_params)
     reward = jnp.asarray(reward, jnp.float32)
-    next_value = _policy_value(ctx, rs.params, _flat_obs(info["final_observation"], n))
     done = jnp.logical_or(terminated, truncated)
     running = rs.episode_return + reward
-    step = RolloutBatch(rs.obs, stored, log_prob, value, next_value, reward, terminated.astype(jnp.float32),
-                        done.astype(jnp.float32))
-    stats = {"episodes": jnp.sum(done.astype(jnp.float32)), "return_sum": jnp.sum(jnp.where(done, running, 0.0)),
-             "reward_sum": jnp.sum(reward), "optimum_sum": jnp.sum(optimum)}
+    step = RolloutBatch(rs.obs, stored, log_prob, value, _flat_obs(info["final_observation"], n), reward,
+                        terminated.astype(jnp.float32), done.astype(jnp.float32))
+    stats = {"finished_return": jnp.where(done, running, 0.0), "optimum": optimum}
     rs = rs.replace(env_state=env_state, obs=_flat_obs(obs, n), episode_return=jnp.where(done, 0.0, running),
                     env_steps=rs.env_steps + n)
     return rs, (step, stats)
@@ -212,15 +213,17 @@ def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyStat
     key, k_roll, k_epochs = jax.random.split(rs.key, 3)
     rs, (batch, stats) = jax.lax.scan(partial(_env_step, ctx, env_params), rs,
                                       jax.random.split(k_roll, config.num_steps))
-    advantages, returns = gae(batch.reward, batch.value, batch.next_value, batch.terminated, batch.done,
+    steps = config.num_steps * config.num_envs
+    next_value = _policy_value(ctx, rs.params, batch.final_obs.reshape(steps, -1)).reshape(batch.value.shape)
+    advantages, returns = gae(batch.reward, batch.value, next_value, batch.terminated, batch.done,
                               hparams.gamma, hparams.gae_lambda)
     flat = jax.tree_util.tree_map(lambda x: x.reshape(config.num_envs * config.num_steps, *x.shape[2:]),
                                   (batch.obs, batch.action, batch.log_prob, batch.value, advantages, returns))
     lr = _current_lr(config, hparams, rs.updates)
     (params, opt_state), terms = jax.lax.scan(partial(_update_epoch, ctx, hparams, flat), (rs.params, rs.opt_state),
                                               jax.random.split(k_epochs, config.update_epochs))
-    totals = jax.tree_util.tree_map(jnp.sum, stats)
-    steps = config.num_steps * config.num_envs
+    totals = {"episodes": jnp.sum(batch.done), "return_sum": jnp.sum(stats["finished_return"]),
+              "reward_sum": jnp.sum(batch.reward), "optimum_sum": jnp.sum(stats["optimum"])}
     updates = rs.updates + config.update_epochs * config.num_minibatches
     metrics = {
         "episodes": totals["episodes"],

@@ -1,0 +1,63 @@
+"""The vectorised NumPy environments of the PyTorch PPO reference step like the JAX ones: CartPoleVec against
+gymnax's CartPole-v1 transition by transition, MSRVec's reward and optimum against `envs` msr-80. No torch needed."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from benchmarks.torch_reference.envs_numpy import CartPoleVec, MSRVec
+
+gymnax = pytest.importorskip("gymnax")
+
+
+def test_cartpole_vec_matches_gymnax_step_by_step():
+    env, params = gymnax.make("CartPole-v1")
+    ref = CartPoleVec(64, seed=3)
+    ref.reset()
+    ref.state[:8] = np.linspace(-0.19, 0.19, 8)[:, None] * [10.0, 1.0, 1.0, 1.0]  # some lanes start near the edge
+    ref.time[-4:] = 497  # and some near the time limit
+    rng = np.random.default_rng(0)
+
+    def gymnax_step(state, time, action):
+        s = env.reset(jax.random.key(0), params)[1].replace(
+            x=jnp.float32(state[0]), x_dot=jnp.float32(state[1]), theta=jnp.float32(state[2]),
+            theta_dot=jnp.float32(state[3]), time=jnp.int32(time))
+        _, _, reward, terminated, truncated, info = env.step(jax.random.key(0), s, action, params)
+        return info["final_observation"], reward, terminated, truncated
+
+    step = jax.jit(jax.vmap(gymnax_step))
+    checked_terminal = checked_truncation = 0
+    for _ in range(40):
+        actions = rng.integers(0, 2, ref.n)
+        state, time = ref.state.copy(), ref.time.copy()
+        want_state, want_reward, want_term, want_trunc = step(state.astype(np.float32), time, actions)
+        _, reward, terminated, truncated, final, _ = ref.step(actions)
+        np.testing.assert_allclose(final, np.asarray(want_state), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(reward, np.asarray(want_reward))
+        np.testing.assert_array_equal(terminated, np.asarray(want_term))
+        np.testing.assert_array_equal(terminated | truncated, np.asarray(want_term | want_trunc))
+        checked_terminal += int(terminated.sum())
+        checked_truncation += int(truncated.sum())
+        reset = terminated | truncated
+        assert np.all(ref.time[reset] == 0) and np.all(np.abs(ref.state[reset]) <= 0.05)
+    assert checked_terminal >= 8 and checked_truncation == 4  # both kinds of episode end were exercised
+
+
+def test_msr_vec_reward_and_optimum_match_envs():
+    env, params = envs.make("msr-80")
+    ref = MSRVec(16, seed=1, num_channels=80, total_power=float(params.total_power))
+    obs = ref.reset()
+    gains = ref.gains.copy()
+    actions = np.random.default_rng(2).uniform(-1, 1, (16, 80))
+    _, reward, terminated, _, final, optimum = ref.step(actions)
+    want_rate = np.array([float(envs.msr.sum_rate(jnp.asarray(params.total_power * np.abs(a) / np.abs(a).sum()),
+                                                  jnp.asarray(g), 1.0)) for a, g in zip(actions, gains)])
+    want_opt = np.array([float(envs.msr.sum_rate(envs.msr.water_filling(jnp.asarray(g), 1.0, params.total_power),
+                                                 jnp.asarray(g), 1.0)) for g in gains])
+    np.testing.assert_allclose(reward, want_rate, rtol=1e-5)
+    np.testing.assert_allclose(optimum, want_opt, rtol=1e-5)
+    np.testing.assert_allclose(final[:, :80], gains, rtol=1e-6)
+    np.testing.assert_array_equal(obs[:, 80], params.total_power)
+    assert terminated.all() and not np.allclose(ref.gains, gains)  # one-shot: every step draws a new instance
