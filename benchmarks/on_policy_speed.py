@@ -10,7 +10,10 @@
    4 minibatches). Needs the `torch` extra; without it that column is skipped.
 3. DM-PPO's cost per env step relative to PPO's, beside the analytic matmul-FLOP ratio.
 
-    python benchmarks/on_policy_speed.py            # about 8 minutes on 2 CPU cores; writes results/on_policy_speed.json
+The whole process runs on one core (`jaxdiff_rl.app.xla_cpu.pin_to_one_core`, torch with one thread): long vmapped
+programs on jax 0.10.2's CPU runtime can deadlock with two cores, and both sides then get the same hardware.
+
+    python benchmarks/on_policy_speed.py            # about 10 minutes (one core); writes results/on_policy_speed.json
     python benchmarks/on_policy_speed.py --quick    # 1, 64 and 1024 envs only
 """
 
@@ -31,6 +34,7 @@ from benchmarks.common import best_time, machine_info  # noqa: E402
 from benchmarks.purejaxrl_design import PUREJAXRL_CARTPOLE, make_train as reference_make_train  # noqa: E402
 from jaxdiff_rl import agents  # noqa: E402
 from jaxdiff_rl.app.experiment import make_env  # noqa: E402
+from jaxdiff_rl.app.xla_cpu import pin_to_one_core  # noqa: E402
 from jaxdiff_rl.train import make_trainer  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "on_policy_speed.json"
@@ -75,40 +79,59 @@ def _final_returns(episodes: np.ndarray, return_sum: np.ndarray, last: int = 10)
 
 
 def purejaxrl_comparison(seeds: int = 8, repeats: int = 4) -> dict:
+    """Ours (default: truncations bootstrap from V(final obs)), ours with PureJaxRL's convention
+    (`bootstrap_truncated=False`, the same work as the reference) and the reference design; 1 seed and `seeds`
+    vmapped; best of `repeats` interleaved runs."""
     env, params = make_env("gymnax:CartPole-v1")
-    config, hp = agents.default_config("ppo"), agents.default_hparams("ppo")
-    steps = config.total_env_steps
-    ours_one = jax.jit(make_trainer(config, env, params).train)
-    ref_one = jax.jit(reference_make_train(dict(PUREJAXRL_CARTPOLE), env, params))
+    hp = agents.default_hparams("ppo")
+    steps = agents.default_config("ppo").total_env_steps
     keys = jax.random.split(jax.random.key(0), seeds)
-    ours_many = jax.jit(jax.vmap(make_trainer(config, env, params).train, in_axes=(0, None)))
-    ref_many = jax.jit(jax.vmap(reference_make_train(dict(PUREJAXRL_CARTPOLE), env, params)))
-    ours_one = ours_one.lower(keys[0], hp).compile()
-    ref_one = ref_one.lower(keys[0]).compile()
-    ours_many = ours_many.lower(keys, hp).compile()
-    ref_many = ref_many.lower(keys).compile()
-    times = {"ours_1": [], "reference_1": [], "ours_many": [], "reference_many": []}
-    for _ in range(repeats):  # interleaved, so a noisy stretch hits both designs
-        for name, fn in (("reference_1", lambda: ref_one(keys[0])), ("ours_1", lambda: ours_one(keys[0], hp)),
-                         ("reference_many", lambda: ref_many(keys)), ("ours_many", lambda: ours_many(keys, hp))):
+    programs = {}
+    for name, flag in (("ours", True), ("ours_pjx_gae", False)):
+        train = make_trainer(agents.default_config("ppo", bootstrap_truncated=flag), env, params).train
+        one = jax.jit(train).lower(keys[0], hp).compile()
+        many = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hp).compile()
+        programs[f"{name}_1"] = lambda one=one: one(keys[0], hp)
+        programs[f"{name}_many"] = lambda many=many: many(keys, hp)
+    reference = reference_make_train(dict(PUREJAXRL_CARTPOLE), env, params)
+    ref_one = jax.jit(reference).lower(keys[0]).compile()
+    ref_many = jax.jit(jax.vmap(reference)).lower(keys).compile()
+    programs["reference_1"] = lambda: ref_one(keys[0])
+    programs["reference_many"] = lambda: ref_many(keys)
+    times = {name: [] for name in programs}
+    returns = {}
+    for _ in range(repeats):  # interleaved, so a noisy stretch hits every design
+        for name, fn in programs.items():
             t0 = time.perf_counter()
             out = jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - t0)
-            if name == "ours_many":
-                ours_ret = _final_returns(np.asarray(out[1]["episodes"]), np.nan_to_num(np.asarray(out[1]["return_mean"])) *
-                                          np.asarray(out[1]["episodes"]))
-            if name == "reference_many":
-                ref_ret = _final_returns(np.asarray(out["metrics"]["episodes"]), np.asarray(out["metrics"]["return_sum"]))
+            if name.endswith("many"):
+                if name.startswith("reference"):
+                    episodes, sums = np.asarray(out["metrics"]["episodes"]), np.asarray(out["metrics"]["return_sum"])
+                else:
+                    episodes = np.asarray(out[1]["episodes"])
+                    sums = np.nan_to_num(np.asarray(out[1]["return_mean"])) * episodes
+                returns[name[:-5]] = _final_returns(episodes, sums).tolist()
     rate = {k: (steps * (seeds if k.endswith("many") else 1)) / min(v) for k, v in times.items()}
-    return {"config": PUREJAXRL_CARTPOLE, "seeds": seeds, "env_steps_per_s": rate,
-            "ratio_1_seed": rate["ours_1"] / rate["reference_1"],
-            "ratio_vmapped": rate["ours_many"] / rate["reference_many"],
-            "median_ratio_1_seed": float(np.median(times["reference_1"]) / np.median(times["ours_1"])),
-            "final_return_ours": ours_ret.tolist(), "final_return_reference": ref_ret.tolist()}
+    median = {k: float(np.median(v)) for k, v in times.items()}
+    return {"config": PUREJAXRL_CARTPOLE, "seeds": seeds, "repeats": repeats, "env_steps_per_s": rate,
+            "median_s": median,
+            **{f"ratio_{design}_{n}": rate[f"{design}_{n}"] / rate[f"reference_{n}"]
+               for design in ("ours", "ours_pjx_gae") for n in ("1", "many")},
+            "final_return": returns}
 
 
 def mlp_flops(dims: list[int]) -> int:
     return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def ppo_flops_per_step(env_name: str, hidden=(64, 64), epochs: int = 4) -> int:
+    """Matmul FLOPs per env step of PPO: rollout actor + critic, V(s') batched after the rollout, then `epochs` x 3
+    (forward + backward) of actor + critic."""
+    obs_dim, action_dim = (4, 2) if env_name.startswith("gymnax:CartPole") else (81, 80)
+    actor = mlp_flops([obs_dim, *hidden, action_dim])
+    critic = mlp_flops([obs_dim, *hidden, 1])
+    return actor + 2 * critic + epochs * 3 * (actor + critic)
 
 
 def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_dim: int = 16,
@@ -128,35 +151,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1, 64 and 1024 envs only")
     args = parser.parse_args()
+    pinned = pin_to_one_core()
     env_counts = (1, 64, 1024) if args.quick else ENVS
     try:
-        import torch  # noqa: F401
+        import torch
+
+        torch.set_num_threads(1)
         have_torch = True
     except ImportError:
         have_torch = False
         print("torch not installed (pip install -e '.[torch]'): the PyTorch column is skipped", flush=True)
-    out = {"machine": machine_info(), "purejaxrl_cartpole": {}, "ppo": {}, "dm_ppo_vs_ppo": {}}
+    out = {"machine": machine_info(), "one_core": pinned, "purejaxrl_cartpole": {}, "ppo": {}, "dm_ppo_vs_ppo": {}}
 
     pj = purejaxrl_comparison()
     out["purejaxrl_cartpole"] = pj
-    r = pj["env_steps_per_s"]
-    print(f"PureJaxRL CartPole config: ours {r['ours_1']:,.0f} vs reference design {r['reference_1']:,.0f} env steps/s "
-          f"(1 seed, x{pj['ratio_1_seed']:.2f}; median x{pj['median_ratio_1_seed']:.2f}); {pj['seeds']} seeds vmapped "
-          f"{r['ours_many']:,.0f} vs {r['reference_many']:,.0f} (x{pj['ratio_vmapped']:.2f}); final returns ours "
-          f"{np.mean(pj['final_return_ours']):.1f} (min {np.min(pj['final_return_ours']):.1f}), reference "
-          f"{np.mean(pj['final_return_reference']):.1f} (min {np.min(pj['final_return_reference']):.1f})", flush=True)
+    r, ret = pj["env_steps_per_s"], pj["final_return"]
+    for design, label in (("ours", "ours (truncation bootstrapped)"), ("ours_pjx_gae", "ours, PureJaxRL's GAE")):
+        print(f"PureJaxRL CartPole config, {label}: 1 seed {r[design + '_1']:,.0f} vs reference design "
+              f"{r['reference_1']:,.0f} env steps/s (x{pj[f'ratio_{design}_1']:.3f}); {pj['seeds']} seeds vmapped "
+              f"{r[design + '_many']:,.0f} vs {r['reference_many']:,.0f} (x{pj[f'ratio_{design}_many']:.3f}); "
+              f"final return {np.mean(ret[design]):.1f} (min {np.min(ret[design]):.1f})", flush=True)
+    print(f"reference design final return {np.mean(ret['reference']):.1f} (min {np.min(ret['reference']):.1f})",
+          flush=True)
 
     for env_name in ("gymnax:CartPole-v1", "msr-80"):
         out["ppo"][env_name] = {}
         for n in env_counts:
             row = {"num_steps": rollout_steps(n), "jax_steps_per_s": jax_steps_per_s("ppo", env_name, n)}
+            row["jax_gflops"] = row["jax_steps_per_s"] * ppo_flops_per_step(env_name) / 1e9
             if have_torch:
                 row["torch_steps_per_s"] = torch_steps_per_s(env_name, n)
+                row["torch_gflops"] = row["torch_steps_per_s"] * ppo_flops_per_step(env_name) / 1e9
                 row["speedup"] = row["jax_steps_per_s"] / row["torch_steps_per_s"]
             out["ppo"][env_name][n] = row
-            torch_part = (f"  torch {row['torch_steps_per_s']:10,.0f}  -> x{row['speedup']:.1f}" if have_torch else "")
-            print(f"ppo {env_name:20s} {n:5d} envs: jax {row['jax_steps_per_s']:12,.0f} env steps/s{torch_part}",
-                  flush=True)
+            torch_part = (f"  torch {row['torch_steps_per_s']:10,.0f} ({row['torch_gflops']:5.1f} GFLOP/s)  -> "
+                          f"x{row['speedup']:.1f}" if have_torch else "")
+            print(f"ppo {env_name:20s} {n:5d} envs: jax {row['jax_steps_per_s']:12,.0f} env steps/s "
+                  f"({row['jax_gflops']:5.1f} GFLOP/s){torch_part}", flush=True)
     for env_name, obs_dim, action_dim in (("msr-3", 4, 3), ("msr-80", 81, 80)):
         for n in (64, 1024):
             ppo = jax_steps_per_s("ppo", env_name, n)

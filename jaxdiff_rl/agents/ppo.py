@@ -54,6 +54,10 @@ class PPOConfig:
         clip_value_loss: PPO's clipped value loss (max of the clipped and unclipped squared errors).
         anneal_lr: learning rate annealed linearly to 0 over the run (an optax schedule).
         normalize_advantages: advantages standardised per minibatch.
+        bootstrap_truncated: a time-limit truncation bootstraps from V(final observation) (one batched critic
+            pass over the rollout's pre-reset observations, about 4% of an iteration at PureJaxRL's CartPole
+            settings). False: PureJaxRL's convention, truncation treated as termination (V(s') = the next
+            step's value, the rollout's last step bootstrapping from V of the observation after the rollout).
         DM-PPO (actor="diffusion", seed 000 eqs. 18-19): the shared `Denoiser` + DDPM sampler draws the chain
         x_T .. x_0 conditioned on the state (x_0 = the action, clipped to [-1, 1] for the environment; predicted x0
         clipped to [-1, 1] at every step), the rollout stores the chain, and log pi(a|s) = sum_t log N(x_{t-1};
@@ -81,6 +85,7 @@ class PPOConfig:
     clip_value_loss: bool = True
     anneal_lr: bool = True
     normalize_advantages: bool = True
+    bootstrap_truncated: bool = True
     diffusion_steps: int = 5
     schedule: str = "vp"
     time_dim: int = 16

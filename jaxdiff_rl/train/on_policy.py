@@ -214,9 +214,14 @@ def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyStat
     rs, (batch, stats) = jax.lax.scan(partial(_env_step, ctx, env_params), rs,
                                       jax.random.split(k_roll, config.num_steps))
     steps = config.num_steps * config.num_envs
-    next_value = _policy_value(ctx, rs.params, batch.final_obs.reshape(steps, -1)).reshape(batch.value.shape)
-    advantages, returns = gae(batch.reward, batch.value, next_value, batch.terminated, batch.done,
-                              hparams.gamma, hparams.gae_lambda)
+    if config.bootstrap_truncated:
+        next_value = _policy_value(ctx, rs.params, batch.final_obs.reshape(steps, -1)).reshape(batch.value.shape)
+        cut = batch.terminated
+    else:  # PureJaxRL's convention: every episode end is a termination
+        next_value = jnp.concatenate([batch.value[1:], _policy_value(ctx, rs.params, rs.obs)[None]])
+        cut = batch.done
+    advantages, returns = gae(batch.reward, batch.value, next_value, cut, batch.done, hparams.gamma,
+                              hparams.gae_lambda)
     flat = jax.tree_util.tree_map(lambda x: x.reshape(config.num_envs * config.num_steps, *x.shape[2:]),
                                   (batch.obs, batch.action, batch.log_prob, batch.value, advantages, returns))
     lr = _current_lr(config, hparams, rs.updates)

@@ -91,6 +91,24 @@ def test_ratio_is_one_before_the_first_update_determinism_and_vmap_equals_separa
     np.testing.assert_allclose(np.asarray(first["lr"]), 2.5e-4 * (1 - np.arange(4) * 8 / 32), rtol=1e-6)
 
 
+def test_bootstrap_truncated_false_is_purejaxrls_convention():
+    """Without truncations the two GAE conventions coincide (V(s') = the next step's value); with time limits
+    inside the rollout they must differ."""
+    env, params = gymnax.make("CartPole-v1")
+    hp = agents.default_hparams("ppo")
+    results = {}
+    for limit in (10**6, 6):
+        p = params.replace(max_steps_in_episode=limit)
+        for flag in (True, False):
+            trainer = make_trainer(agents.default_config("ppo", bootstrap_truncated=flag, **TINY), env, p)
+            results[limit, flag] = jax.jit(trainer.train)(jax.random.PRNGKey(3), hp)[1]
+    for name in ("actor_loss", "value_loss", "reward_mean"):
+        np.testing.assert_allclose(np.asarray(results[10**6, True][name]), np.asarray(results[10**6, False][name]),
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
+    assert not np.allclose(np.asarray(results[6, True]["value_loss"]), np.asarray(results[6, False]["value_loss"]),
+                           rtol=1e-3)
+
+
 def test_runner_resume_is_bit_identical(tmp_path):
     env, params = envs.make("msr-3")
     trainer = make_trainer(agents.default_config("ppo", actor="gaussian", **TINY), env, params)
