@@ -80,6 +80,12 @@ def annealed_langevin(key: jax.Array, score_fn: ScoreFn, x_init: jax.Array, sigm
     -> [B, D]. `steps_per_level` and `final_denoise` are static."""
     if isinstance(steps_per_level, bool) or not isinstance(steps_per_level, int) or steps_per_level < 1:
         raise ValueError(f"steps_per_level must be an integer >= 1, got {steps_per_level!r}")
+    if not isinstance(sigmas, jax.core.Tracer) and not isinstance(step_size, jax.core.Tracer):
+        ratio = float(step_size) / float(np.asarray(sigmas)[-1]) ** 2
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"annealed_langevin: step_size must be in (0, sigma_min^2 = {float(sigmas[-1]) ** 2:.3g}); "
+                             f"got {step_size!r}: the last level's step a = step_size would overshoot (a Langevin step "
+                             "is stable for a < 2 / curvature, and the prior's curvature at sigma_min is ~1/sigma_min^2)")
     num_levels = sigmas.shape[0]
     levels = jnp.repeat(jnp.arange(num_levels, dtype=jnp.int32), steps_per_level)
     keys = jax.random.split(key, levels.shape[0])

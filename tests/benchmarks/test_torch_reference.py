@@ -58,3 +58,26 @@ def test_nstep_targets_match_the_jax_buffer():
                                     np.asarray(theirs.discount))}
     ref_set = {key(*t) for t in zip(got[0].numpy(), got[2].numpy(), got[3].numpy(), got[4].numpy())}
     assert len(ref_set) == rows * lanes and ref_set == jax_set
+
+
+def test_torch_score_net_and_langevin_step_match_the_jax_estimator():
+    from benchmarks.torch_reference.score_langevin import load_flax_denoiser, make_score_net, real_operator
+    from envs import mimo_channels as mc
+    from jaxdiff_rl.estimate.diffusion import ScorePriorConfig, likelihood_score
+
+    config = ScorePriorConfig(2, 4, hidden_dims=(32, 32), time_dim=16)
+    net = config.network()
+    x = jax.random.normal(jax.random.key(0), (5, config.dim))
+    params = net.init(jax.random.key(1), x, jnp.zeros(5, jnp.int32))
+    model = load_flax_denoiser(make_score_net(config.dim, (32, 32), 16), jax.device_get(params))
+    t = np.array([0, 3, 7, 1, 2])
+    ref = model(torch.from_numpy(np.asarray(x)), torch.from_numpy(t), torch.zeros(5, 0)).detach().numpy()
+    np.testing.assert_allclose(ref, np.asarray(net.apply(params, x, jnp.asarray(t))), rtol=1e-4, atol=1e-5)
+    # the likelihood score of the torch loop
+    p = mc.qpsk_pilots(jax.random.key(2), 4, 2)
+    y = mc.observe(jax.random.key(3), mc.kronecker_rayleigh(jax.random.key(4), 5, 2, 4), p, 5.0)
+    a_r = real_operator(np.asarray(p), 2)
+    y_r = torch.from_numpy(np.asarray(mc.to_real(y)))
+    ours = np.asarray(likelihood_score(y, p, 10 ** -0.5)(x, 0.3))
+    theirs = (((y_r - torch.from_numpy(np.asarray(x)) @ a_r.T) @ a_r) / (0.5 * 10 ** -0.5 + 0.09)).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
