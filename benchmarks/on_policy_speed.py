@@ -125,13 +125,17 @@ def mlp_flops(dims: list[int]) -> int:
     return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
-def ppo_flops_per_step(env_name: str, hidden=(64, 64), epochs: int = 4) -> int:
+def ppo_flops(obs_dim: int, action_dim: int, hidden=(64, 64), epochs: int = 4) -> int:
     """Matmul FLOPs per env step of PPO: rollout actor + critic, V(s') batched after the rollout, then `epochs` x 3
     (forward + backward) of actor + critic."""
-    obs_dim, action_dim = (4, 2) if env_name.startswith("gymnax:CartPole") else (81, 80)
     actor = mlp_flops([obs_dim, *hidden, action_dim])
     critic = mlp_flops([obs_dim, *hidden, 1])
     return actor + 2 * critic + epochs * 3 * (actor + critic)
+
+
+def ppo_flops_per_step(env_name: str) -> int:
+    """`ppo_flops` of section 2's environments (CartPole: 4 observations, 2 logits; msr-80: 81 and 80)."""
+    return ppo_flops(4, 2) if env_name.startswith("gymnax:CartPole") else ppo_flops(81, 80)
 
 
 def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_dim: int = 16,
@@ -139,12 +143,10 @@ def flop_ratio(obs_dim: int, action_dim: int, hidden=(64, 64), t: int = 5, time_
     """Matmul FLOPs per env step, DM-PPO / PPO. PPO: rollout actor + critic, V(s') batched after the rollout, then
     `epochs` x 3 (fwd + bwd) of actor + critic. DM-PPO: rollout T denoiser passes (the chain's log-probability comes
     from the sampler's own predictions) + 2 critics, then `epochs` x 3 x (T denoiser passes + critic)."""
-    actor = mlp_flops([obs_dim, *hidden, action_dim])
     critic = mlp_flops([obs_dim, *hidden, 1])
     denoiser = mlp_flops([action_dim + time_dim + obs_dim, *hidden, action_dim])
-    ppo = actor + 2 * critic + epochs * 3 * (actor + critic)
     dm = t * denoiser + 2 * critic + epochs * 3 * (t * denoiser + critic)
-    return dm / ppo
+    return dm / ppo_flops(obs_dim, action_dim, hidden, epochs)
 
 
 def main() -> None:

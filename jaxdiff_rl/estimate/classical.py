@@ -93,6 +93,14 @@ def angular_dictionary(n_r: int, n_t: int, oversample: int = 1) -> jax.Array:
     return atoms.T.astype(jnp.complex64)
 
 
+def _sensing(y: jax.Array, pilots: jax.Array, dictionary: jax.Array | None) -> tuple[int, int, jax.Array, jax.Array]:
+    """(N_r, N_t, D, Phi = A D) of the angular-domain problem vec(Y) = Phi x + noise; D defaults to the 2-D DFT."""
+    _check(y, pilots)
+    n_r, n_t = y.shape[1], pilots.shape[0]
+    d = angular_dictionary(n_r, n_t) if dictionary is None else dictionary
+    return n_r, n_t, d, pilot_operator(pilots, n_r) @ d
+
+
 def _omp_one(y: jax.Array, phi: jax.Array, noise_energy: jax.Array, max_atoms: int) -> jax.Array:
     """OMP for one instance: y [M], phi [M, K] (columns not normalised) -> coefficients x [K]."""
     col_norm = jnp.linalg.norm(phi, axis=0)
@@ -123,10 +131,7 @@ def omp_estimate(y: jax.Array, pilots: jax.Array, noise_var: jax.Array | float, 
                  dictionary: jax.Array | None = None) -> jax.Array:
     """Orthogonal matching pursuit in the angular domain: [B, N_r, N_p] -> [B, N_r, N_t]. Stops at the first
     residual energy <= N_r N_p sigma^2 or after `max_atoms` (static) atoms; `dictionary` default: the 2-D DFT."""
-    _check(y, pilots)
-    n_r, n_t = y.shape[1], pilots.shape[0]
-    d = angular_dictionary(n_r, n_t) if dictionary is None else dictionary
-    phi = pilot_operator(pilots, n_r) @ d
+    n_r, n_t, d, phi = _sensing(y, pilots, dictionary)
     if isinstance(max_atoms, bool) or not isinstance(max_atoms, int) or not 1 <= max_atoms <= phi.shape[0]:
         raise ValueError(f"max_atoms must be an integer in [1, N_r N_p = {phi.shape[0]}], got {max_atoms!r}")
     noise_energy = jnp.asarray(noise_var, jnp.float32) * phi.shape[0]
@@ -138,10 +143,7 @@ def lasso_estimate(y: jax.Array, pilots: jax.Array, lam: jax.Array | float, num_
                    dictionary: jax.Array | None = None) -> jax.Array:
     """LASSO in the angular domain, min_x 1/2 ||vec(Y) - A D x||^2 + lam ||x||_1 (complex soft threshold), by FISTA
     with step 1 / ||A D||_2^2 and `num_iters` (static) iterations: [B, N_r, N_p] -> [B, N_r, N_t]."""
-    _check(y, pilots)
-    n_r, n_t = y.shape[1], pilots.shape[0]
-    d = angular_dictionary(n_r, n_t) if dictionary is None else dictionary
-    phi = pilot_operator(pilots, n_r) @ d
+    n_r, n_t, d, phi = _sensing(y, pilots, dictionary)
     step = 1.0 / jnp.linalg.norm(phi, 2) ** 2
     yv = y.reshape(y.shape[0], -1)
     lam = jnp.asarray(lam, jnp.float32)

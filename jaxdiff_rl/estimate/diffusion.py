@@ -120,10 +120,14 @@ def preconditioned_model(config: ScorePriorConfig, params: Any) -> Callable:
     return model_fn
 
 
+def _real_form(m: jax.Array) -> jax.Array:
+    """[[Re M, -Im M], [Im M, Re M]] float32: M acting on real-stacked vectors [Re v, Im v]."""
+    return jnp.block([[m.real, -m.imag], [m.imag, m.real]]).astype(jnp.float32)
+
+
 def real_operator(pilots: jax.Array, n_r: int) -> jax.Array:
-    """Real form of A = I kron P^T: [[Re A, -Im A], [Im A, Re A]], float32 [2 N_r N_p, 2 N_r N_t]."""
-    a = pilot_operator(pilots, n_r)
-    return jnp.block([[a.real, -a.imag], [a.imag, a.real]]).astype(jnp.float32)
+    """Real form of A = I kron P^T, float32 [2 N_r N_p, 2 N_r N_t]."""
+    return _real_form(pilot_operator(pilots, n_r))
 
 
 def likelihood_score(y: jax.Array, pilots: jax.Array, noise_var: jax.Array | float) -> Callable:
@@ -228,8 +232,7 @@ def diffusion_estimate(key: jax.Array, prior: ScorePrior, y: jax.Array, pilots: 
 def gaussian_prior_score(cov: jax.Array, sigmas: jax.Array) -> Callable:
     """Exact score of CN(0, C) convolved with the ladder's noise, on real-stacked channels: -(C_r + sigma_i^2 I)^-1 x
     with C_r = 1/2 [[Re C, -Im C], [Im C, Re C]] (the reference prior of the tests; the LMMSE estimator's model)."""
-    cov = jnp.asarray(cov, jnp.complex64)
-    c_r = 0.5 * jnp.block([[cov.real, -cov.imag], [cov.imag, cov.real]])
+    c_r = 0.5 * _real_form(jnp.asarray(cov, jnp.complex64))
     eye = jnp.eye(c_r.shape[0], dtype=jnp.float32)
     precisions = jnp.linalg.inv(c_r[None] + sigmas[:, None, None] ** 2 * eye[None])  # [L, D, D]
     return lambda x, i: -x @ precisions[i]

@@ -222,7 +222,7 @@ def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyStat
         cut = batch.done
     advantages, returns = gae(batch.reward, batch.value, next_value, cut, batch.done, hparams.gamma,
                               hparams.gae_lambda)
-    flat = jax.tree_util.tree_map(lambda x: x.reshape(config.num_envs * config.num_steps, *x.shape[2:]),
+    flat = jax.tree_util.tree_map(lambda x: x.reshape(steps, *x.shape[2:]),
                                   (batch.obs, batch.action, batch.log_prob, batch.value, advantages, returns))
     lr = _current_lr(config, hparams, rs.updates)
     (params, opt_state), terms = jax.lax.scan(partial(_update_epoch, ctx, hparams, flat), (rs.params, rs.opt_state),
