@@ -1,7 +1,8 @@
 """PyTorch reference of the diffusion channel estimator (`jaxdiff_rl.estimate.diffusion`), written the usual way
 (as the score-based MIMO estimation code is): the same score network (`nets.Denoiser` with no state and a linear
 output, i.e. `jaxdiff_rl.nets.Denoiser`), and annealed Langevin posterior sampling as a Python loop over levels and
-steps, one batched network call per step, the pilot-likelihood score with the same annealing.
+steps, one batched network call per step, the same EDM preconditioning of the network and the pilot-likelihood score with
+the same annealing.
 
 `load_flax_denoiser` copies a Flax `Denoiser`'s parameters, so both sides run the same network (tested)."""
 
@@ -36,22 +37,29 @@ def real_operator(pilots: np.ndarray, n_r: int) -> torch.Tensor:
     return torch.from_numpy(np.block([[a.real, -a.imag], [a.imag, a.real]]).astype(np.float32))
 
 
+def prior_score(model: Denoiser, x: torch.Tensor, i: int, sigma: float, sigma_data: float) -> torch.Tensor:
+    """Score of the EDM-preconditioned prior (`jaxdiff_rl.estimate.diffusion.preconditioned_model`): z_hat =
+    sigma c_in^2 x - sigma_d c_in F(c_in x, i), c_in = 1 / sqrt(sigma^2 + sigma_d^2); score = -z_hat / sigma."""
+    c_in = (sigma**2 + sigma_data**2) ** -0.5
+    t = torch.full((x.shape[0],), i, dtype=torch.long)
+    z_hat = sigma * c_in**2 * x - sigma_data * c_in * model(c_in * x, t, torch.zeros(x.shape[0], 0))
+    return -z_hat / sigma
+
+
 @torch.no_grad()
-def posterior_estimate(model: Denoiser, sigmas: np.ndarray, y_r: torch.Tensor, a_r: torch.Tensor, noise_var: float,
-                       num_samples: int, steps_per_level: int, step_size: float,
+def posterior_estimate(model: Denoiser, sigmas: np.ndarray, sigma_data: float, y_r: torch.Tensor, a_r: torch.Tensor,
+                       noise_var: float, num_samples: int, steps_per_level: int, step_size: float,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Average of `num_samples` annealed-Langevin posterior samples, real-stacked: y_r [B, 2 N_r N_p] -> [B, D]
     (with the final Tweedie denoising step, as the JAX estimator)."""
     batch, dim = y_r.shape[0], a_r.shape[1]
     y = y_r.repeat(num_samples, 1)
-    empty = torch.zeros(batch * num_samples, 0)
     x = float(sigmas[0]) * torch.randn(batch * num_samples, dim, generator=generator)
 
     def score(x: torch.Tensor, i: int) -> torch.Tensor:
-        t = torch.full((x.shape[0],), i, dtype=torch.long)
-        prior = -model(x, t, empty) / float(sigmas[i])
-        lik = ((y - x @ a_r.T) @ a_r) / (0.5 * noise_var + float(sigmas[i]) ** 2)
-        return prior + lik
+        sigma = float(sigmas[i])
+        lik = ((y - x @ a_r.T) @ a_r) / (0.5 * noise_var + sigma**2)
+        return prior_score(model, x, i, sigma, sigma_data) + lik
 
     for i in range(len(sigmas)):
         alpha = step_size * (float(sigmas[i]) / float(sigmas[-1])) ** 2

@@ -23,11 +23,12 @@ import numpy as np
 from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, gradient_guidance
 from jaxdiff_rl.diffusion.schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps
 
-__all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS", "CLIP_GRADIENTS"]
+__all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS", "CLIP_GRADIENTS", "GUIDE_ON"]
 
 ModelFn = Callable[[jax.Array, jax.Array, Any, Any], jax.Array]
 METHODS = ("ddpm", "ddim", "ode")
 CLIP_GRADIENTS = ("zero", "straight_through")
+GUIDE_ON = ("x_t", "x0_pred")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,11 @@ class SamplerConfig:
             leave the box at once (the D2RL actor then sticks to one corner of the box for every state).
         cfg_normalize_steps: with classifier-free guidance, rescale the guided noise to the norm of the
             conditional prediction during the first k steps (DiffSG uses 5 with w = 500).
+        guide_on: where gradient guidance evaluates `guide_fn`: "x_t" (classifier guidance on the noisy sample) or
+            "x0_pred" (diffusion posterior sampling, DPS, Chung et al. 2023, Alg. 1: g is evaluated on the
+            network's prediction x0_hat(x_t), differentiated through the network, and x_{t-1} = x'_{t-1} +
+            guide_scale grad_{x_t} g(x0_hat(x_t)) after the unguided step; with g = -||y - A x0|| for an inverse
+            problem y = A x0 + n, guide_scale is DPS's zeta. One extra backward pass per step).
         return_trajectory: also return {"x": [S+1, B, D] (x_T .. x_0), "x0_pred": [S, B, D]}.
         min_std: floor on the DDPM reverse kernels' std (t >= 1), in sampling and in `ddpm_log_prob` alike
             (DM-PPO's exploration floor: the schedule's last kernels are nearly deterministic, so their density
@@ -74,6 +80,7 @@ class SamplerConfig:
     cfg_normalize_steps: int = 0
     clip_gradient: str = "zero"
     min_std: float = 0.0
+    guide_on: str = "x_t"
     return_trajectory: bool = False
     unroll: int | bool | None = None
 
@@ -95,6 +102,8 @@ class SamplerConfig:
             box = getattr(self, name)
             if box is not None and (len(box) != 2 or not float(box[0]) < float(box[1])):
                 raise ValueError(f"SamplerConfig.{name} must be None or (low, high) with low < high, got {box!r}")
+        if self.guide_on not in GUIDE_ON:
+            raise ValueError(f"SamplerConfig.guide_on must be one of {GUIDE_ON}, got {self.guide_on!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
             raise ValueError(f"SamplerConfig.clip_gradient must be one of {CLIP_GRADIENTS}, got {self.clip_gradient!r}")
         if self.unroll is not None and not isinstance(self.unroll, bool) and (
@@ -132,14 +141,15 @@ def _predict(
     guide_scale: Any,
     step_index: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Guided (eps, x0) estimates at (x [N, D], t [N] or scalar); step_index [N] counts steps from the start."""
+    """Guided (eps, x0) estimates at (x [N, D], t [N] or scalar), and the DPS step scale * grad_x g(x0_hat(x))
+    [N, D] to add after the reverse step (None unless `guide_on="x0_pred"`); step_index [N] counts steps."""
 
     def to_eps(out: jax.Array, x_in: jax.Array, t_in: jax.Array) -> jax.Array:
         return out if config.prediction == "eps" else predict_eps_from_x0(schedule, x_in, t_in, out)
 
-    if cfg_weight is None:
-        eps = to_eps(model_fn(x, t, cond, None), x, t)
-    else:
+    def unguided(x: jax.Array) -> jax.Array:
+        if cfg_weight is None:
+            return to_eps(model_fn(x, t, cond, None), x, t)
         n = x.shape[0]
         both = model_fn(
             jnp.concatenate([x, x]),
@@ -152,13 +162,27 @@ def _predict(
         if config.cfg_normalize_steps > 0:
             early = (step_index < config.cfg_normalize_steps)[:, None]
             eps = jnp.where(early, cfg_normalize(eps, eps_cond), eps)
-    if guide_fn is not None:
-        eps = gradient_guidance(eps, x, cond, guide_fn, guide_scale, extract(schedule.sqrt_one_minus_alpha_bars, t, x))
+        return eps
+
+    dps_step = None
+    if guide_fn is not None and config.guide_on == "x0_pred":
+        # DPS: grad_x g(x0_hat(x)) through the network, in the same pass that gives eps
+        def guide_of_x(x_in: jax.Array) -> tuple[jax.Array, jax.Array]:
+            eps_in = unguided(x_in)
+            return jnp.sum(guide_fn(predict_x0_from_eps(schedule, x_in, t, eps_in), cond)), eps_in
+
+        grad, eps = jax.grad(guide_of_x, has_aux=True)(x)
+        dps_step = jnp.asarray(guide_scale, eps.dtype) * grad
+    else:
+        eps = unguided(x)
+        if guide_fn is not None:
+            eps = gradient_guidance(eps, x, cond, guide_fn, guide_scale,
+                                    extract(schedule.sqrt_one_minus_alpha_bars, t, x))
     x0 = predict_x0_from_eps(schedule, x, t, eps)
     if config.clip_x0 is not None:
         x0 = jnp.clip(x0, *config.clip_x0)
         eps = predict_eps_from_x0(schedule, x, t, x0)
-    return eps, x0
+    return eps, x0, dps_step
 
 
 def _ddpm_mean_std(schedule: Schedule, config: SamplerConfig, x: jax.Array, x0: jax.Array, t: jax.Array):
@@ -241,7 +265,7 @@ def sample(
 
     def body(x, inputs):
         t, t_prev, k, i = inputs
-        eps, x0 = predict(x, t, i)
+        eps, x0, dps_step = predict(x, t, i)
         z = jax.random.normal(k, x.shape, x.dtype)
         if config.method == "ddpm":
             mean, std = _ddpm_mean_std(schedule, config, x, x0, jnp.full((batch,), t))
@@ -257,10 +281,12 @@ def sample(
             xbar = x / jnp.sqrt(abar)
             xbar_euler = xbar + (s_prev - s) * eps
             x_euler = xbar_euler * jnp.sqrt(abar_prev)
-            eps_next, _ = predict(x_euler, jnp.maximum(t_prev, 0), i + 1)
+            eps_next, _, _ = predict(x_euler, jnp.maximum(t_prev, 0), i + 1)
             xbar_heun = xbar + (s_prev - s) * 0.5 * (eps + eps_next)
             # the last step ends at sigma = 0 where the network is not defined: Euler there
             x_next = jnp.where(t_prev >= 0, xbar_heun * jnp.sqrt(abar_prev), x_euler)
+        if dps_step is not None:  # DPS Alg. 1: x_{t-1} = x'_{t-1} + zeta grad_{x_t} g(x0_hat(x_t))
+            x_next = x_next + dps_step
         if config.clip_xt is not None:
             clipped = jnp.clip(x_next, *config.clip_xt)
             if config.clip_gradient == "straight_through":
@@ -315,7 +341,7 @@ def ddpm_log_prob(
     target = trajectory[1:].reshape(num_steps * batch, dim)
     flat_cond = None if cond is None else jnp.tile(cond, (num_steps, 1))
     step_index = jnp.repeat(jnp.arange(num_steps), batch)
-    _, x0 = _predict(model_fn, schedule, config, x, ts, flat_cond, cfg_weight, guide_fn, guide_scale, step_index)
+    _, x0, _ = _predict(model_fn, schedule, config, x, ts, flat_cond, cfg_weight, guide_fn, guide_scale, step_index)
     return _chain_log_prob(schedule, config, x, target, x0, ts, last_steps).reshape(num_steps, batch).sum(0)
 
 

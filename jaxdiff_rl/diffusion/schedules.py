@@ -25,6 +25,7 @@ from flax import struct
 __all__ = [
     "Schedule",
     "make_schedule",
+    "schedule_from_betas",
     "SCHEDULES",
     "q_sample",
     "q_posterior",
@@ -91,7 +92,16 @@ def make_schedule(name: str = "vp", num_steps: int = 5, **params: float) -> Sche
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps (T) must be an integer >= 1, got {num_steps!r}")
-    betas = _betas(name, int(num_steps), **params)
+    return schedule_from_betas(_betas(name, int(num_steps), **params))
+
+
+def schedule_from_betas(betas: np.ndarray) -> Schedule:
+    """The schedule of given betas [T] in (0, 1) (e.g. one matching a score model's noise ladder,
+    `jaxdiff_rl.diffusion.score.vp_from_ladder`)."""
+    betas = np.asarray(betas, np.float64)
+    if betas.ndim != 1 or betas.size < 1 or not np.all((betas > 0.0) & (betas < 1.0)):
+        raise ValueError(f"betas must be a non-empty 1-D array in (0, 1), got shape {betas.shape}")
+    num_steps = betas.shape[0]
     alphas = 1.0 - betas
     alpha_bars = np.cumprod(alphas)
     alpha_bars_prev = np.concatenate([[1.0], alpha_bars[:-1]])

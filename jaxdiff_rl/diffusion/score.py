@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff_rl.diffusion.samplers import ModelFn
+from jaxdiff_rl.diffusion.schedules import Schedule, schedule_from_betas
 
 __all__ = [
     "ScoreFn",
@@ -30,6 +31,7 @@ __all__ = [
     "score_from_model",
     "annealed_langevin",
     "reverse_sde",
+    "vp_from_ladder",
 ]
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, D], level index [] int32) -> score [B, D]
@@ -140,3 +142,23 @@ def reverse_sde(key: jax.Array, score_fn: ScoreFn, x_init: jax.Array, sigmas: ja
 
     x, _ = jax.lax.scan(body, x_init, (jnp.arange(num_levels, dtype=jnp.int32), keys))
     return x
+
+
+def vp_from_ladder(model_fn: ModelFn, sigmas: jax.Array) -> tuple[ModelFn, Schedule]:
+    """Run a noise-ladder (VE) score model in the DDPM samplers of `samplers.py` (DDPM/DDIM/ODE, gradient guidance,
+    DPS): the VP chain x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps is the VE sample x_t / sqrt(abar_t) =
+    x0 + sigma eps with sigma^2 = (1 - abar_t) / abar_t. So the schedule abar_t = 1 / (1 + sigma_{L-1-t}^2)
+    (t = 0 the smallest level) makes every DDPM step a ladder level, and eps_hat(x_t, t) = z_hat(x_t sqrt(1 +
+    sigma^2), L-1-t). Returns (eps model_fn for `sample`, its T = L step schedule)."""
+    sig = np.asarray(sigmas, np.float64)[::-1]
+    abar = 1.0 / (1.0 + sig**2)
+    betas = 1.0 - abar / np.concatenate([[1.0], abar[:-1]])
+    num_levels = sig.shape[0]
+    scale = jnp.asarray(np.sqrt(1.0 + sig**2), jnp.float32)
+
+    def eps_fn(x, t, cond=None, use_cond=None):
+        t = jnp.asarray(t, jnp.int32)
+        s = scale[t][:, None] if t.ndim else scale[t]
+        return model_fn(x * s, num_levels - 1 - t, cond, use_cond)
+
+    return eps_fn, schedule_from_betas(betas)

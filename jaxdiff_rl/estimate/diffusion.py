@@ -26,13 +26,15 @@ import optax
 
 from envs.mimo_channels import from_real, pilot_operator, to_real
 from jaxdiff_rl.diffusion.ema import ema_decay_warmup, ema_update
-from jaxdiff_rl.diffusion.score import annealed_langevin, dsm_loss, geometric_sigmas, reverse_sde, score_from_model
+from jaxdiff_rl.diffusion.samplers import SamplerConfig, sample
+from jaxdiff_rl.diffusion.score import (annealed_langevin, dsm_loss, geometric_sigmas, reverse_sde, score_from_model,
+                                        vp_from_ladder)
 from jaxdiff_rl.nets import Denoiser
 
 __all__ = ["ScorePriorConfig", "ScorePrior", "real_operator", "likelihood_score", "train_score_prior",
-           "posterior_estimate", "diffusion_estimate", "gaussian_prior_score", "ncsn_sigma_max", "SAMPLERS"]
+           "posterior_estimate", "dps_guide", "diffusion_estimate", "gaussian_prior_score", "ncsn_sigma_max", "SAMPLERS"]
 
-SAMPLERS = ("langevin", "sde")
+SAMPLERS = ("langevin", "sde", "dps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,14 +190,26 @@ def train_score_prior(key: jax.Array, channels: jax.Array, config: ScorePriorCon
     return ScorePrior(config, ema), np.asarray(losses)
 
 
+def dps_guide(y: jax.Array, pilots: jax.Array) -> Callable:
+    """DPS's data-consistency term for real-stacked channels: g(x0) = -||y - A x0|| per chain (its gradient is
+    DPS's step normalised by the residual norm, Chung et al. 2023 Alg. 1). y [M, N_r, N_p] complex ->
+    g(x0 [M, D], cond) -> [M]."""
+    a_r = real_operator(pilots, y.shape[1])
+    y_r = to_real(y)
+    return lambda x0, cond=None: -jnp.sqrt(jnp.sum((y_r - x0 @ a_r.T) ** 2, axis=-1) + 1e-12)
+
+
 def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y: jax.Array, pilots: jax.Array,
                        noise_var: jax.Array | float, n_t: int, num_samples: int = 4, sampler: str = "langevin",
                        steps_per_level: int = 3, step_size: float = 2e-5, corrector_steps: int = 1,
-                       snr: float = 0.16) -> jax.Array:
+                       snr: float = 0.16, guide_scale: float | jax.Array = 1.0) -> jax.Array:
     """MMSE-style estimate from any prior score: the average of `num_samples` posterior samples of H given
     y [B, N_r, N_p] -> [B, N_r, N_t] complex64. score_fn(x [M, D], level []) is the prior's score on real-stacked
-    channels at noise level sigmas[level]. sampler "langevin" (annealed Langevin, `steps_per_level`,
-    `step_size`) or "sde" (reverse SDE with `corrector_steps` Langevin corrections at signal-to-noise `snr`)."""
+    channels at noise level sigmas[level]. Samplers:
+    - "langevin": annealed Langevin (`steps_per_level`, `step_size`) with the annealed likelihood score;
+    - "sde": reverse VE-SDE with `corrector_steps` Langevin corrections at signal-to-noise `snr`;
+    - "dps": the shared DDPM sampler on the ladder's VP schedule (`vp_from_ladder`) with DPS guidance
+      (`SamplerConfig(guide_on="x0_pred")`, g = `dps_guide`, step `guide_scale`; no noise level needed)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -206,14 +220,22 @@ def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y:
         raise ValueError(f"pilots must be complex [N_t = {n_t}, N_p = {y.shape[2]}], got {jnp.asarray(pilots).dtype} "
                          f"{pilots.shape}")
     batch, n_r = y.shape[0], y.shape[1]
+    dim = 2 * n_r * n_t
     # every posterior sample is its own chain: tile the observations
-    lik = likelihood_score(jnp.tile(y, (num_samples, 1, 1)), pilots, noise_var)
+    y_tiled = jnp.tile(y, (num_samples, 1, 1))
     k_init, k_run = jax.random.split(key)
-    x_init = sigmas[0] * jax.random.normal(k_init, (num_samples * batch, 2 * n_r * n_t))
-    if sampler == "langevin":
-        x = annealed_langevin(k_run, score_fn, x_init, sigmas, steps_per_level, step_size, likelihood_score=lik)
+    if sampler == "dps":
+        z_model = lambda x, i, cond=None, use_cond=None: -sigmas[i] * score_fn(x, i)
+        eps_model, schedule = vp_from_ladder(z_model, sigmas)
+        x = sample(k_run, eps_model, schedule, (num_samples * batch, dim), config=SamplerConfig(guide_on="x0_pred"),
+                   guide_fn=dps_guide(y_tiled, pilots), guide_scale=guide_scale)
     else:
-        x = reverse_sde(k_run, score_fn, x_init, sigmas, corrector_steps, snr, likelihood_score=lik)
+        lik = likelihood_score(y_tiled, pilots, noise_var)
+        x_init = sigmas[0] * jax.random.normal(k_init, (num_samples * batch, dim))
+        if sampler == "langevin":
+            x = annealed_langevin(k_run, score_fn, x_init, sigmas, steps_per_level, step_size, likelihood_score=lik)
+        else:
+            x = reverse_sde(k_run, score_fn, x_init, sigmas, corrector_steps, snr, likelihood_score=lik)
     return jnp.mean(from_real(x, n_r, n_t).reshape(num_samples, batch, n_r, n_t), axis=0)
 
 

@@ -81,3 +81,15 @@ def test_torch_score_net_and_langevin_step_match_the_jax_estimator():
     ours = np.asarray(likelihood_score(y, p, 10 ** -0.5)(x, 0.3))
     theirs = (((y_r - torch.from_numpy(np.asarray(x)) @ a_r.T) @ a_r) / (0.5 * 10 ** -0.5 + 0.09)).numpy()
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+    # the preconditioned prior score of the torch loop is the JAX estimator's at every level
+    from benchmarks.torch_reference.score_langevin import prior_score
+    from jaxdiff_rl.diffusion.score import score_from_model
+    from jaxdiff_rl.estimate.diffusion import ScorePrior
+
+    sigmas = config.sigmas()
+    score = score_from_model(ScorePrior(config, params).model_fn(), sigmas)
+    xt = torch.from_numpy(np.asarray(x))
+    for i in (0, 17, config.num_levels - 1):
+        theirs = prior_score(model, xt, i, float(sigmas[i]), config.sigma_data).detach().numpy()
+        np.testing.assert_allclose(theirs, np.asarray(score(x, jnp.int32(i))), rtol=1e-4, atol=1e-4 * float(
+            1 / sigmas[i]))

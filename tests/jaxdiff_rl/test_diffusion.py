@@ -242,6 +242,32 @@ def test_gradient_guidance_increases_objective_monotonically():
 
 
 # --- chain log-likelihood -----------------------------------------------------------------------------------------
+def test_dps_step_against_closed_form_through_a_linear_network():
+    """guide_on="x0_pred" (DPS): with eps(x) = x M the last DDPM step (t = 0, no noise) is
+    x_next = mean(x, x0_hat) + s J^T grad g(x0_hat), J = d x0_hat / d x = (c1 I - c2 M)^T in row form."""
+    schedule = make_schedule("vp", 4)
+    d = 3
+    m = jnp.asarray(np.random.default_rng(0).normal(size=(d, d)) * 0.3, jnp.float32)
+    target = jnp.array([[0.5, -1.0, 2.0]])
+    g = lambda x0, cond: -0.5 * jnp.sum((x0 - target) ** 2, axis=-1)
+    x = jnp.array([[0.3, 0.1, -0.4], [1.0, -2.0, 0.5]])
+    out = sample(jax.random.PRNGKey(0), lambda x, t, c, u: x @ m, schedule, x.shape,
+                 config=SamplerConfig(guide_on="x0_pred"), guide_fn=g, guide_scale=0.7, x_init=x, start_step=0)
+    c1, c2 = float(schedule.sqrt_recip_alpha_bars[0]), float(schedule.sqrt_recipm1_alpha_bars[0])
+    xn, mn = np.asarray(x, np.float64), np.asarray(m, np.float64)
+    x0 = c1 * xn - c2 * xn @ mn
+    mean = float(schedule.posterior_mean_coef1[0]) * x0 + float(schedule.posterior_mean_coef2[0]) * xn
+    jac_t = c1 * np.eye(d) - c2 * mn  # row vectors: grad_x = grad_x0 @ (c1 I - c2 M)^T
+    want = mean + 0.7 * (np.asarray(target, np.float64) - x0) @ jac_t.T
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5)
+    # the x_t form of the same g differs (g evaluated on x_t, guidance inside eps): a different program
+    other = sample(jax.random.PRNGKey(0), lambda x, t, c, u: x @ m, schedule, x.shape, guide_fn=g, guide_scale=0.7,
+                   x_init=x, start_step=0)
+    assert np.abs(np.asarray(other) - want).max() > 1e-3
+    with pytest.raises(ValueError, match="guide_on"):
+        SamplerConfig(guide_on="x0")
+
+
 def test_ddpm_log_prob_matches_independent_gaussian_kernels():
     net = Denoiser(out_dim=2, cond_dim=3, hidden_dims=(32, 32))
     params = net.init(jax.random.key(0), jnp.zeros((1, 2)), jnp.zeros(1, jnp.int32), jnp.zeros((1, 3)))

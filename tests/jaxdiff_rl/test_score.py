@@ -65,3 +65,24 @@ def test_likelihood_score_gives_the_gaussian_posterior():
     np.testing.assert_allclose(x[:, 0].mean(), y / 1.1, atol=0.02)
     np.testing.assert_allclose(x[:, 0].var(), 0.1 / 1.1, rtol=0.1)
     np.testing.assert_allclose(x[:, 1].var(), 1.0, rtol=0.08)
+
+
+def test_vp_from_ladder_gives_the_exact_vp_noise_predictor_of_a_gaussian():
+    """A noise-ladder model run as DDPM: for data N(mu, diag var) the VP noise predictor is closed form,
+    eps*(x_t) = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar var + 1 - abar)."""
+    from jaxdiff_rl.diffusion.score import vp_from_ladder
+
+    sigmas = geometric_sigmas(8.0, 0.02, 6)
+    def z_model(x, i, c=None, u=None):  # i [] or [B]
+        sig = sigmas[i][..., None]
+        return sig * (x - MU) / (VAR + sig**2)
+
+    eps_fn, schedule = vp_from_ladder(z_model, sigmas)
+    abar = np.asarray(schedule.alpha_bars, np.float64)
+    np.testing.assert_allclose(abar, 1.0 / (1.0 + np.asarray(sigmas, np.float64)[::-1] ** 2), rtol=1e-5)
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+    for t in range(6):
+        want = np.sqrt(1 - abar[t]) * (np.asarray(x) - np.sqrt(abar[t]) * np.asarray(MU)) / (
+            abar[t] * np.asarray(VAR) + 1 - abar[t])
+        np.testing.assert_allclose(np.asarray(eps_fn(x, jnp.int32(t))), want, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(np.asarray(eps_fn(x, jnp.full((5,), t, jnp.int32))), want, rtol=2e-4, atol=2e-5)
