@@ -39,6 +39,7 @@ __all__ = [
     "kronecker_covariance",
     "kronecker_rayleigh",
     "clustered_channels",
+    "clustered_conditional_covariances",
     "qpsk_pilots",
     "pilot_operator",
     "observe",
@@ -115,14 +116,17 @@ def kronecker_rayleigh(key: jax.Array, num: int, n_r: int, n_t: int, rho_r: floa
     return (sr @ g.astype(jnp.complex64) @ st).astype(jnp.complex64)
 
 
-def clustered_channels(key: jax.Array, num: int, n_r: int, n_t: int, profile: str | ClusterProfile = "cdl-a"
-                       ) -> jax.Array:
-    """`num` clustered sparse multipath channels (module docstring), complex64 [num, N_r, N_t], E|H_ij|^2 = 1."""
-    _check_dims(n_r, n_t)
+def _profile(profile: str | ClusterProfile) -> ClusterProfile:
     if isinstance(profile, str):
         if profile not in PROFILES:
             raise ValueError(f"unknown channel profile {profile!r}; valid: {sorted(PROFILES)}")
-        profile = PROFILES[profile]
+        return PROFILES[profile]
+    return profile
+
+
+def _cluster_geometry(key: jax.Array, num: int, n_r: int, n_t: int, profile: ClusterProfile
+                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(ray atoms sqrt(N_r N_t / R) vec(a_r a_t^H) [num, C R, N_r N_t], ray powers p_c [C R], gain key)."""
     c, r = profile.num_clusters, profile.rays_per_cluster
     # a Laplacian with rms s has scale s / sqrt(2)
     scale = math.radians(profile.angular_spread_deg) / math.sqrt(2.0)
@@ -132,14 +136,33 @@ def clustered_channels(key: jax.Array, num: int, n_r: int, n_t: int, profile: st
     theta = centre_r + scale * jax.random.laplace(k_ra, (num, c, r))
     phi = centre_t + scale * jax.random.laplace(k_rd, (num, c, r))
     powers = np.exp(-profile.power_decay * np.arange(c))
-    powers = jnp.asarray(powers / powers.sum(), jnp.float32)
-    kr, ki = jax.random.split(k_g)
-    g = (jax.random.normal(kr, (num, c, r)) + 1j * jax.random.normal(ki, (num, c, r))) / math.sqrt(2.0)
-    g = g * jnp.sqrt(powers)[None, :, None]
+    powers = jnp.asarray(np.repeat(powers / powers.sum(), r), jnp.float32)
     a_r = ula_steering(theta, n_r)  # [num, C, R, N_r]
     a_t = ula_steering(phi, n_t)  # [num, C, R, N_t]
-    h = jnp.einsum("ncr,ncri,ncrj->nij", g, a_r, jnp.conj(a_t))
-    return (math.sqrt(n_r * n_t / r) * h).astype(jnp.complex64)
+    atoms = jnp.einsum("ncri,ncrj->ncrij", a_r, jnp.conj(a_t)).reshape(num, c * r, n_r * n_t)
+    return (math.sqrt(n_r * n_t / r) * atoms).astype(jnp.complex64), powers, k_g
+
+
+def clustered_channels(key: jax.Array, num: int, n_r: int, n_t: int, profile: str | ClusterProfile = "cdl-a"
+                       ) -> jax.Array:
+    """`num` clustered sparse multipath channels (module docstring), complex64 [num, N_r, N_t], E|H_ij|^2 = 1."""
+    _check_dims(n_r, n_t)
+    atoms, powers, k_g = _cluster_geometry(key, num, n_r, n_t, _profile(profile))
+    kr, ki = jax.random.split(k_g)
+    shape = (num, powers.shape[0])
+    g = (jax.random.normal(kr, shape) + 1j * jax.random.normal(ki, shape)) / math.sqrt(2.0)
+    h = jnp.einsum("nk,nki->ni", g * jnp.sqrt(powers), atoms)
+    return h.reshape(num, n_r, n_t).astype(jnp.complex64)
+
+
+def clustered_conditional_covariances(key: jax.Array, num: int, n_r: int, n_t: int,
+                                      profile: str | ClusterProfile = "cdl-a") -> jax.Array:
+    """cov(vec H | ray angles) of the channels `clustered_channels(key, ...)` draws with the same arguments,
+    complex64 [num, N_r N_t, N_r N_t]: given its angles a clustered channel is Gaussian, so the LMMSE estimate with
+    this covariance is the angle-genie MMSE, a lower bound on any estimator's MSE (the true MMSE included)."""
+    _check_dims(n_r, n_t)
+    atoms, powers, _ = _cluster_geometry(key, num, n_r, n_t, _profile(profile))
+    return jnp.einsum("k,nki,nkj->nij", powers, atoms, jnp.conj(atoms)).astype(jnp.complex64)
 
 
 def qpsk_pilots(key: jax.Array, n_t: int, n_p: int) -> jax.Array:

@@ -38,13 +38,15 @@ ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, D], level index 
 LikelihoodScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, D], sigma []) -> grad log p(y|x) [B, D]
 
 
-def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> jax.Array:
-    """NCSN's geometric ladder sigma_max ... sigma_min, float32 [L] (decreasing)."""
+def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int, as_numpy: bool = False) -> jax.Array:
+    """NCSN's geometric ladder sigma_max ... sigma_min, float32 [L] (decreasing); `as_numpy`: a NumPy array, a
+    concrete value even inside `jit` (for `vp_from_ladder`)."""
     if isinstance(num_levels, bool) or not isinstance(num_levels, (int, np.integer)) or num_levels < 2:
         raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
     if not 0.0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
-    return jnp.asarray(np.geomspace(sigma_max, sigma_min, num_levels), jnp.float32)
+    ladder = np.geomspace(sigma_max, sigma_min, num_levels).astype(np.float32)
+    return ladder if as_numpy else jnp.asarray(ladder)
 
 
 def dsm_loss(key: jax.Array, model_fn: ModelFn, sigmas: jax.Array, x0: jax.Array, cond: jax.Array | None = None,
@@ -79,15 +81,20 @@ def annealed_langevin(key: jax.Array, score_fn: ScoreFn, x_init: jax.Array, sigm
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1): at each level i, K steps of
     x <- x + a_i s(x, i) + sqrt(2 a_i) z with a_i = step_size * sigma_i^2 / sigma_L^2; then, with `final_denoise`,
     one Tweedie step x <- x + sigma_L^2 s(x, L-1) (Song & Ermon 2020). x_init [B, D] (usually sigma_1 * N(0, I))
-    -> [B, D]. `steps_per_level` and `final_denoise` are static."""
+    -> [B, D]. `step_size` is a scalar or one per level [L] (e.g. shrunk where a likelihood adds curvature).
+    `steps_per_level` and `final_denoise` are static."""
     if isinstance(steps_per_level, bool) or not isinstance(steps_per_level, int) or steps_per_level < 1:
         raise ValueError(f"steps_per_level must be an integer >= 1, got {steps_per_level!r}")
     if not isinstance(sigmas, jax.core.Tracer) and not isinstance(step_size, jax.core.Tracer):
-        ratio = float(step_size) / float(np.asarray(sigmas)[-1]) ** 2
-        if not 0.0 < ratio < 1.0:
+        ratio = np.asarray(step_size, np.float64) / float(np.asarray(sigmas)[-1]) ** 2
+        if ratio.ndim > 1 or (ratio.ndim == 1 and ratio.shape[0] != np.asarray(sigmas).shape[0]):
+            raise ValueError(f"annealed_langevin: step_size must be a scalar or one per level [{len(sigmas)}], got "
+                             f"shape {ratio.shape}")
+        if not np.all((ratio > 0.0) & (ratio < 1.0)):
             raise ValueError(f"annealed_langevin: step_size must be in (0, sigma_min^2 = {float(sigmas[-1]) ** 2:.3g}); "
                              f"got {step_size!r}: the last level's step a = step_size would overshoot (a Langevin step "
                              "is stable for a < 2 / curvature, and the prior's curvature at sigma_min is ~1/sigma_min^2)")
+    sigmas, step_size = jnp.asarray(sigmas), jnp.asarray(step_size, jnp.float32)
     num_levels = sigmas.shape[0]
     levels = jnp.repeat(jnp.arange(num_levels, dtype=jnp.int32), steps_per_level)
     keys = jax.random.split(key, levels.shape[0])
@@ -95,7 +102,7 @@ def annealed_langevin(key: jax.Array, score_fn: ScoreFn, x_init: jax.Array, sigm
     def body(x, inputs):
         i, k = inputs
         sigma = sigmas[i]
-        alpha = step_size * (sigma / sigmas[-1]) ** 2
+        alpha = (step_size[i] if jnp.ndim(step_size) else step_size) * (sigma / sigmas[-1]) ** 2
         x = x + alpha * _total_score(score_fn, likelihood_score, x, i, sigma) + jnp.sqrt(
             2.0 * alpha) * jax.random.normal(k, x.shape, x.dtype)
         return x, None
@@ -116,6 +123,7 @@ def reverse_sde(key: jax.Array, score_fn: ScoreFn, x_init: jax.Array, sigmas: ja
     on the last step (it returns the mean, the usual final denoising). x_init [B, D] -> [B, D]."""
     if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
         raise ValueError(f"corrector_steps must be an integer >= 0, got {corrector_steps!r}")
+    sigmas = jnp.asarray(sigmas)
     num_levels = sigmas.shape[0]
     sigmas_next = jnp.append(sigmas[1:], 0.0)
     keys = jax.random.split(key, num_levels)
@@ -150,14 +158,18 @@ def vp_from_ladder(model_fn: ModelFn, sigmas: jax.Array) -> tuple[ModelFn, Sched
     x0 + sigma eps with sigma^2 = (1 - abar_t) / abar_t. So the schedule abar_t = 1 / (1 + sigma_{L-1-t}^2)
     (t = 0 the smallest level) makes every DDPM step a ladder level, and eps_hat(x_t, t) = z_hat(x_t sqrt(1 +
     sigma^2), L-1-t). Returns (eps model_fn for `sample`, its T = L step schedule)."""
+    if isinstance(sigmas, jax.core.Tracer):
+        raise ValueError("vp_from_ladder needs a concrete noise ladder (its schedule is built in NumPy): pass "
+                         "geometric_sigmas(..., as_numpy=True), or build it outside jit")
     sig = np.asarray(sigmas, np.float64)[::-1]
     abar = 1.0 / (1.0 + sig**2)
     betas = 1.0 - abar / np.concatenate([[1.0], abar[:-1]])
     num_levels = sig.shape[0]
-    scale = jnp.asarray(np.sqrt(1.0 + sig**2), jnp.float32)
+    scale_np = np.sqrt(1.0 + sig**2).astype(np.float32)
 
     def eps_fn(x, t, cond=None, use_cond=None):
         t = jnp.asarray(t, jnp.int32)
+        scale = jnp.asarray(scale_np)
         s = scale[t][:, None] if t.ndim else scale[t]
         return model_fn(x * s, num_levels - 1 - t, cond, use_cond)
 

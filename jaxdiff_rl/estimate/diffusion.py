@@ -32,7 +32,7 @@ from jaxdiff_rl.diffusion.score import (annealed_langevin, dsm_loss, geometric_s
 from jaxdiff_rl.nets import Denoiser
 
 __all__ = ["ScorePriorConfig", "ScorePrior", "real_operator", "likelihood_score", "train_score_prior",
-           "posterior_estimate", "dps_guide", "diffusion_estimate", "gaussian_prior_score", "ncsn_sigma_max", "SAMPLERS"]
+           "posterior_estimate", "langevin_step_sizes", "dps_guide", "diffusion_estimate", "gaussian_prior_score", "ncsn_sigma_max", "SAMPLERS"]
 
 SAMPLERS = ("langevin", "sde", "dps")
 
@@ -87,8 +87,8 @@ class ScorePriorConfig:
         return Denoiser(out_dim=self.dim, hidden_dims=self.hidden_dims, time_dim=self.time_dim,
                         activation=self.activation)
 
-    def sigmas(self) -> jax.Array:
-        return geometric_sigmas(self.sigma_max, self.sigma_min, self.num_levels)
+    def sigmas(self, as_numpy: bool = False) -> jax.Array:
+        return geometric_sigmas(self.sigma_max, self.sigma_min, self.num_levels, as_numpy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +199,19 @@ def dps_guide(y: jax.Array, pilots: jax.Array) -> Callable:
     return lambda x0, cond=None: -jnp.sqrt(jnp.sum((y_r - x0 @ a_r.T) ** 2, axis=-1) + 1e-12)
 
 
+def langevin_step_sizes(step_size: float, sigmas: jax.Array, pilots: jax.Array, n_r: int,
+                        noise_var: jax.Array | float) -> jax.Array:
+    """Per-level Langevin steps [L] for the posterior: step_size / (1 + ||A||_2^2 sigma_i^2 / (sigma^2 / 2 +
+    sigma_i^2)). Why: the prior's curvature at level i is ~1 / sigma_i^2 (NCSN's step a_i ~ sigma_i^2 is tuned for
+    it), and the annealed likelihood adds up to ||A||_2^2 / (sigma^2 / 2 + sigma_i^2); with many pilots at high SNR
+    the sum passes the stability limit 2 / a_i and the chains diverge (measured: N_p = N_t = 16 QPSK pilots,
+    ||P||_2 = 1.8, 10 dB: NMSE +28 dB with a constant step, -8.8 dB with a 5x smaller one). The factor is 1 when
+    the likelihood is weak, so it only shrinks the steps that would be unstable."""
+    lam = jnp.linalg.norm(pilots, 2) ** 2  # ||I kron P^T||_2 = ||P||_2
+    s2 = jnp.asarray(sigmas) ** 2
+    return step_size / (1.0 + lam * s2 / (0.5 * jnp.asarray(noise_var, jnp.float32) + s2))
+
+
 def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y: jax.Array, pilots: jax.Array,
                        noise_var: jax.Array | float, n_t: int, num_samples: int = 4, sampler: str = "langevin",
                        steps_per_level: int = 3, step_size: float = 2e-5, corrector_steps: int = 1,
@@ -206,7 +219,8 @@ def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y:
     """MMSE-style estimate from any prior score: the average of `num_samples` posterior samples of H given
     y [B, N_r, N_p] -> [B, N_r, N_t] complex64. score_fn(x [M, D], level []) is the prior's score on real-stacked
     channels at noise level sigmas[level]. Samplers:
-    - "langevin": annealed Langevin (`steps_per_level`, `step_size`) with the annealed likelihood score;
+    - "langevin": annealed Langevin (`steps_per_level`, `step_size` shrunk per level by `langevin_step_sizes`)
+      with the annealed likelihood score;
     - "sde": reverse VE-SDE with `corrector_steps` Langevin corrections at signal-to-noise `snr`;
     - "dps": the shared DDPM sampler on the ladder's VP schedule (`vp_from_ladder`) with DPS guidance
       (`SamplerConfig(guide_on="x0_pred")`, g = `dps_guide`, step `guide_scale`; no noise level needed)."""
@@ -225,7 +239,8 @@ def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y:
     y_tiled = jnp.tile(y, (num_samples, 1, 1))
     k_init, k_run = jax.random.split(key)
     if sampler == "dps":
-        z_model = lambda x, i, cond=None, use_cond=None: -sigmas[i] * score_fn(x, i)
+        sig = jnp.asarray(sigmas)
+        z_model = lambda x, i, cond=None, use_cond=None: -sig[i] * score_fn(x, i)
         eps_model, schedule = vp_from_ladder(z_model, sigmas)
         x = sample(k_run, eps_model, schedule, (num_samples * batch, dim), config=SamplerConfig(guide_on="x0_pred"),
                    guide_fn=dps_guide(y_tiled, pilots), guide_scale=guide_scale)
@@ -233,7 +248,8 @@ def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y:
         lik = likelihood_score(y_tiled, pilots, noise_var)
         x_init = sigmas[0] * jax.random.normal(k_init, (num_samples * batch, dim))
         if sampler == "langevin":
-            x = annealed_langevin(k_run, score_fn, x_init, sigmas, steps_per_level, step_size, likelihood_score=lik)
+            steps = langevin_step_sizes(step_size, sigmas, pilots, n_r, noise_var)
+            x = annealed_langevin(k_run, score_fn, x_init, sigmas, steps_per_level, steps, likelihood_score=lik)
         else:
             x = reverse_sde(k_run, score_fn, x_init, sigmas, corrector_steps, snr, likelihood_score=lik)
     return jnp.mean(from_real(x, n_r, n_t).reshape(num_samples, batch, n_r, n_t), axis=0)
@@ -246,8 +262,8 @@ def diffusion_estimate(key: jax.Array, prior: ScorePrior, y: jax.Array, pilots: 
     config = prior.config
     if y.ndim != 3 or y.shape[1] != config.n_r:
         raise ValueError(f"y must be [B, N_r = {config.n_r}, N_p], got {y.shape}")
-    sigmas = config.sigmas()
-    return posterior_estimate(key, score_from_model(prior.model_fn(), sigmas), sigmas, y, pilots, noise_var,
+    sigmas = config.sigmas(as_numpy=True)  # concrete inside jit (the DPS schedule is built from it)
+    return posterior_estimate(key, score_from_model(prior.model_fn(), jnp.asarray(sigmas)), sigmas, y, pilots, noise_var,
                               config.n_t, num_samples, sampler, **sampler_kw)
 
 

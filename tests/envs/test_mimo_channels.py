@@ -90,3 +90,22 @@ def test_real_stacking_round_trip_and_bad_input():
         mc.clustered_channels(key, 2, 2, 4, "cdl-z")
     with pytest.raises(ValueError, match="rho"):
         mc.kronecker_rayleigh(key, 2, 2, 4, rho_r=1.0)
+
+
+@pytest.mark.parametrize("profile", ["cdl-a", "cdl-c"])
+def test_conditional_covariances_match_the_drawn_channels(profile):
+    """Given its angles a clustered channel is CN(0, C_n): E[h h^H - C_n] = 0 over channels, and the whitened
+    energy h^H C_n^+ h has mean rank(C_n) (chi-square with rank(C_n) complex degrees of freedom)."""
+    key = jax.random.PRNGKey(4)
+    h = np.asarray(mc.clustered_channels(key, 12000, 3, 5, profile)).reshape(12000, -1).astype(np.complex128)
+    c = np.asarray(mc.clustered_conditional_covariances(key, 12000, 3, 5, profile)).astype(np.complex128)
+    outer = np.einsum("ni,nj->nij", h, h.conj())
+    mean_c = c.mean(0)
+    assert np.linalg.norm(outer.mean(0) - mean_c) / np.linalg.norm(mean_c) < 0.06
+    np.testing.assert_allclose(np.real(np.trace(mean_c)), 15.0, rtol=1e-4)  # E||H||_F^2 = N_r N_t
+    w, v = np.linalg.eigh(c[:1000])
+    keep = w > 1e-3 * w[:, -1:]  # the numerically nonzero eigen-directions of each C_n
+    proj = np.abs(np.einsum("nij,ni->nj", v.conj(), h[:1000])) ** 2
+    quad = np.sum(np.where(keep, proj / np.where(keep, w, 1.0), 0.0), axis=1)
+    ranks = keep.sum(1)
+    np.testing.assert_allclose(quad.mean(), ranks.mean(), rtol=0.05)
