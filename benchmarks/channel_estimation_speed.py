@@ -4,12 +4,12 @@ the same sampler and network (`benchmarks/torch_reference/score_langevin.py`: a 
 one batched network call per step), at batch 1 ... 4096 channel estimates.
 
 Settings are those of experiments/channel_estimation: N_r = 4, N_t = 16, N_p = 8 QPSK pilots, SNR 10 dB, the
-512 x 3 Mish score network (EDM-preconditioned), 40 levels x 3 Langevin steps + the final denoising step
-(121 network calls), 4 posterior samples per estimate. The network's weights are random (speed does not depend on
+512 x 3 Mish score network (EDM-preconditioned), 40 levels x 10 Langevin steps + the final denoising step
+(401 network calls), 4 posterior samples per estimate. The network's weights are random (speed does not depend on
 training); both sides run the same weights (`load_flax_denoiser`) and are checked to agree to float32 accuracy on the
 deterministic part (the score). One core each (XLA pinned, torch with one thread): the same hardware for both.
 
-    python benchmarks/channel_estimation_speed.py          # ~6 minutes; writes results/channel_estimation_speed.json
+    python benchmarks/channel_estimation_speed.py          # ~15 minutes; writes results/channel_estimation_speed.json
     python benchmarks/channel_estimation_speed.py --quick  # batch 1, 64, 1024
 """
 
@@ -31,14 +31,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import best_time, machine_info  # noqa: E402
+from benchmarks.common import best_time, machine_info, matmul_ceiling  # noqa: E402
 from envs import mimo_channels as mc  # noqa: E402
 from jaxdiff_rl.estimate.diffusion import ScorePrior, ScorePriorConfig, diffusion_estimate  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "channel_estimation_speed.json"
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 N_R, N_T, N_P, SNR_DB = 4, 16, 8, 10.0
-NUM_SAMPLES, STEPS_PER_LEVEL, STEP_SIZE = 4, 3, 5e-5
+NUM_SAMPLES, STEPS_PER_LEVEL, STEP_SIZE = 4, 10, 5e-5
 
 
 def network_flops(config: ScorePriorConfig) -> float:
@@ -84,7 +84,7 @@ def main() -> None:
         t_jax = best_time(lambda: est(jax.random.key(4), y), 2)
         row = {"batch": batch, "jax_estimates_per_s": batch / t_jax, "jax_gflops": flops * batch / t_jax / 1e9}
         if torch is not None:
-            y_r = torch.from_numpy(np.asarray(mc.to_real(y)))
+            y_r = torch.from_numpy(np.array(mc.to_real(y)))
             run = lambda: torch_estimate(model, sigmas, config.sigma_data, y_r, a_r, float(var), NUM_SAMPLES,
                                          STEPS_PER_LEVEL, STEP_SIZE)
             times = []
@@ -97,8 +97,14 @@ def main() -> None:
                        speedup=t_torch / t_jax)
         rows.append(row)
         print("  ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    # the one-core matmul ceiling at the network's width: how much of it the sampler reaches
+    ceiling = matmul_ceiling(2e10, 2, batch=4096, width=512) / 1e9
+    for row in rows:
+        row["jax_fraction_of_matmul_ceiling"] = row["jax_gflops"] / ceiling
+    print(f"matmul ceiling (4096 x 512 @ 512 x 512, one core): {ceiling:.1f} GFLOP/s; JAX sampler at batch "
+          f"{rows[-1]['batch']}: {100 * rows[-1]['jax_fraction_of_matmul_ceiling']:.0f}% of it")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"machine": machine_info(), "threads": 1, "n_r": N_R, "n_t": N_T, "n_p": N_P,
+    OUT.write_text(json.dumps({"machine": machine_info(), "threads": 1, "matmul_ceiling_gflops": ceiling, "n_r": N_R, "n_t": N_T, "n_p": N_P,
                                "hidden": list(config.hidden_dims), "network_calls": config.num_levels *
                                STEPS_PER_LEVEL + 1, "num_samples": NUM_SAMPLES, "rows": rows}, indent=1))
     print(f"wrote {OUT}")
