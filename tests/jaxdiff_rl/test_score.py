@@ -86,3 +86,21 @@ def test_vp_from_ladder_gives_the_exact_vp_noise_predictor_of_a_gaussian():
             abar[t] * np.asarray(VAR) + 1 - abar[t])
         np.testing.assert_allclose(np.asarray(eps_fn(x, jnp.int32(t))), want, rtol=2e-4, atol=2e-5)
         np.testing.assert_allclose(np.asarray(eps_fn(x, jnp.full((5,), t, jnp.int32))), want, rtol=2e-4, atol=2e-5)
+
+
+def test_ladder_and_step_size_errors_name_the_argument():
+    from jaxdiff_rl.diffusion.score import vp_from_ladder
+
+    sigmas = geometric_sigmas(8.0, 0.02, 6)
+    with pytest.raises(ValueError, match="concrete noise ladder"):
+        jax.jit(lambda s: vp_from_ladder(lambda x, i, c=None, u=None: x, s)[1].betas)(sigmas)
+    # inside jit a NumPy ladder is concrete and works
+    betas = jax.jit(lambda: vp_from_ladder(lambda x, i, c=None, u=None: x,
+                                           geometric_sigmas(8.0, 0.02, 6, as_numpy=True))[1].betas)()
+    assert np.all((np.asarray(betas) > 0) & (np.asarray(betas) < 1))
+    score = exact_score(sigmas)
+    with pytest.raises(ValueError, match="one per level"):
+        annealed_langevin(jax.random.PRNGKey(0), score, jnp.zeros((2, 4)), sigmas, 1, jnp.full(5, 1e-4))
+    with pytest.raises(ValueError, match="step_size"):
+        annealed_langevin(jax.random.PRNGKey(0), score, jnp.zeros((2, 4)), sigmas, 1,
+                          np.array([1e-4] * 5 + [1.0]))
