@@ -3,8 +3,9 @@
 
 The network is any `model_fn(x_t [B, D], t [B] or [] int32, cond [B, C] | None, use_cond [B] bool | None) -> [B, D]`
 predicting eps (default) or x0 (`SamplerConfig.prediction`); e.g. `partial(denoiser.apply, params)`.
-Classifier-free guidance (`cfg_weight`) and gradient guidance (`guide_fn`, `guide_scale`) plug into every
-sampler; both weights may be traced arrays (sweepable). This is the one sampler used by agents and the optimizer.
+Classifier-free guidance (`cfg_weight`) and gradient guidance (`guide_fn`, `guide_scale`; on x_t, or on the
+predicted x0 for diffusion posterior sampling, `SamplerConfig.guide_on`) plug into every sampler; both weights may
+be traced arrays (sweepable). This is the one sampler used by agents and the optimizer.
 
 Shapes: B chains of width D. Time steps are 0-indexed (see `schedules`).
 """
@@ -226,7 +227,8 @@ def sample(
         cond: [B, C] condition (state / problem vector) or None.
         config: static settings, `SamplerConfig`.
         cfg_weight: classifier-free guidance weight w (None: plain conditional sampling; needs `cond`).
-        guide_fn: g(x, cond) -> [B] to ascend (gradient guidance), with weight `guide_scale`.
+        guide_fn: g(x, cond) -> [B] to ascend (gradient guidance), with weight `guide_scale`; evaluated on x_t, or
+            on the predicted x0 with `config.guide_on="x0_pred"` (DPS, for inverse problems).
         x_init: optional x_T [B, D] instead of drawing it (with `start_step`: x_{start_step}).
         start_step: static 0-indexed step s < T at which the chain starts, e.g. x_init = q_sample(x0, s): only the
             steps t <= s run (SDEdit-style partial denoising; DDPM's s + 1 steps). None: all steps (t = T-1 .. 0).
