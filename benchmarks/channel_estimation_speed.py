@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import best_time, machine_info, matmul_ceiling  # noqa: E402
+from benchmarks.common import _mlp_flops, best_time, machine_info, matmul_ceiling  # noqa: E402
 from envs import mimo_channels as mc  # noqa: E402
 from jaxdiff_rl.estimate.diffusion import ScorePrior, ScorePriorConfig, diffusion_estimate  # noqa: E402
 
@@ -43,10 +43,8 @@ NUM_SAMPLES, STEPS_PER_LEVEL, STEP_SIZE = 4, 10, 5e-5
 
 def network_flops(config: ScorePriorConfig) -> float:
     """Matmul FLOPs of one posterior sample (all network calls of the chain): 2 x weights x calls."""
-    dims = [config.dim, *config.hidden_dims, config.dim]
-    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     calls = config.num_levels * STEPS_PER_LEVEL + 1
-    return 2.0 * weights * calls
+    return float(_mlp_flops([config.dim, *config.hidden_dims, config.dim]) * calls)
 
 
 def main() -> None:
@@ -104,9 +102,10 @@ def main() -> None:
     print(f"matmul ceiling (4096 x 512 @ 512 x 512, one core): {ceiling:.1f} GFLOP/s; JAX sampler at batch "
           f"{rows[-1]['batch']}: {100 * rows[-1]['jax_fraction_of_matmul_ceiling']:.0f}% of it")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"machine": machine_info(), "threads": 1, "matmul_ceiling_gflops": ceiling, "n_r": N_R, "n_t": N_T, "n_p": N_P,
-                               "hidden": list(config.hidden_dims), "network_calls": config.num_levels *
-                               STEPS_PER_LEVEL + 1, "num_samples": NUM_SAMPLES, "rows": rows}, indent=1))
+    OUT.write_text(json.dumps({"machine": machine_info(), "threads": 1, "matmul_ceiling_gflops": ceiling,
+                               "n_r": N_R, "n_t": N_T, "n_p": N_P, "hidden": list(config.hidden_dims),
+                               "network_calls": config.num_levels * STEPS_PER_LEVEL + 1,
+                               "num_samples": NUM_SAMPLES, "rows": rows}, indent=1))
     print(f"wrote {OUT}")
 
 

@@ -21,7 +21,7 @@ Estimators:
 - diffusion (DPS): mean of 4 DPS samples from the same prior in the shared DDPM sampler (zeta 1.0), on the
   in-distribution rows at the SNRs of the mismatch rows.
 
-    python experiments/channel_estimation/run.py           # ~30 min on one core; writes results/nmse.json + png
+    python experiments/channel_estimation/run.py           # ~35 min on one core; writes results/nmse.json, .png, .md
     python experiments/channel_estimation/run.py --quick   # ~3 min: short prior, 200 channels, 3 SNRs
 """
 
@@ -43,7 +43,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import machine_info  # noqa: E402
+from benchmarks.common import best_time, machine_info  # noqa: E402
 from envs import mimo_channels as mc  # noqa: E402
 from jaxdiff_rl.estimate import classical as ce  # noqa: E402
 from jaxdiff_rl.estimate.diffusion import (ScorePrior, ScorePriorConfig, diffusion_estimate, ncsn_sigma_max,  # noqa: E402
@@ -124,13 +124,8 @@ def runtimes(est: Estimators, pilots: jax.Array, cov: jax.Array, num: int) -> di
     fns = dict(est.fns, LASSO=lambda y, var, cov: est.lasso(y, jnp.sqrt(var)))
     out = {}
     for name, fn in fns.items():
-        jax.block_until_ready(fn(y, var, cov))
-        best = float("inf")
-        for _ in range(2):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(y, var, cov))
-            best = min(best, time.perf_counter() - t0)
-        out[name] = best / num
+        jax.block_until_ready(fn(y, var, cov))  # compile
+        out[name] = best_time(lambda: fn(y, var, cov), 2) / num
     return out
 
 

@@ -141,7 +141,7 @@ def _predict(
     guide_fn: GuideFn | None,
     guide_scale: Any,
     step_index: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Guided (eps, x0) estimates at (x [N, D], t [N] or scalar), and the DPS step scale * grad_x g(x0_hat(x))
     [N, D] to add after the reverse step (None unless `guide_on="x0_pred"`); step_index [N] counts steps."""
 
@@ -334,6 +334,9 @@ def ddpm_log_prob(
         raise ValueError("ddpm_log_prob needs a DDPM chain (SamplerConfig.method='ddpm')")
     if config.clip_xt is not None:
         raise ValueError("ddpm_log_prob: SamplerConfig.clip_xt makes the reverse kernels non-Gaussian; sample without it")
+    if guide_fn is not None and config.guide_on == "x0_pred":
+        raise ValueError("ddpm_log_prob does not model the DPS step (SamplerConfig.guide_on='x0_pred'): its kernels' "
+                         "means would lack the guidance shift; use guide_on='x_t'")
     num_steps = schedule.num_steps
     if trajectory.ndim != 3 or trajectory.shape[0] != num_steps + 1:
         raise ValueError(f"trajectory must be [T+1, B, D] with T={num_steps}, got shape {trajectory.shape}")

@@ -32,7 +32,8 @@ from jaxdiff_rl.diffusion.score import (annealed_langevin, dsm_loss, geometric_s
 from jaxdiff_rl.nets import Denoiser
 
 __all__ = ["ScorePriorConfig", "ScorePrior", "real_operator", "likelihood_score", "train_score_prior",
-           "posterior_estimate", "langevin_step_sizes", "dps_guide", "diffusion_estimate", "gaussian_prior_score", "ncsn_sigma_max", "SAMPLERS"]
+           "posterior_estimate", "langevin_step_sizes", "dps_guide", "diffusion_estimate", "gaussian_prior_score",
+           "ncsn_sigma_max", "SAMPLERS"]
 
 SAMPLERS = ("langevin", "sde", "dps")
 
@@ -199,7 +200,7 @@ def dps_guide(y: jax.Array, pilots: jax.Array) -> Callable:
     return lambda x0, cond=None: -jnp.sqrt(jnp.sum((y_r - x0 @ a_r.T) ** 2, axis=-1) + 1e-12)
 
 
-def langevin_step_sizes(step_size: float, sigmas: jax.Array, pilots: jax.Array, n_r: int,
+def langevin_step_sizes(step_size: float, sigmas: jax.Array, pilots: jax.Array,
                         noise_var: jax.Array | float) -> jax.Array:
     """Per-level Langevin steps [L] for the posterior: step_size / (1 + ||A||_2^2 sigma_i^2 / (sigma^2 / 2 +
     sigma_i^2)). Why: the prior's curvature at level i is ~1 / sigma_i^2 (NCSN's step a_i ~ sigma_i^2 is tuned for
@@ -248,7 +249,7 @@ def posterior_estimate(key: jax.Array, score_fn: Callable, sigmas: jax.Array, y:
         lik = likelihood_score(y_tiled, pilots, noise_var)
         x_init = sigmas[0] * jax.random.normal(k_init, (num_samples * batch, dim))
         if sampler == "langevin":
-            steps = langevin_step_sizes(step_size, sigmas, pilots, n_r, noise_var)
+            steps = langevin_step_sizes(step_size, sigmas, pilots, noise_var)
             x = annealed_langevin(k_run, score_fn, x_init, sigmas, steps_per_level, steps, likelihood_score=lik)
         else:
             x = reverse_sde(k_run, score_fn, x_init, sigmas, corrector_steps, snr, likelihood_score=lik)
@@ -263,8 +264,9 @@ def diffusion_estimate(key: jax.Array, prior: ScorePrior, y: jax.Array, pilots: 
     if y.ndim != 3 or y.shape[1] != config.n_r:
         raise ValueError(f"y must be [B, N_r = {config.n_r}, N_p], got {y.shape}")
     sigmas = config.sigmas(as_numpy=True)  # concrete inside jit (the DPS schedule is built from it)
-    return posterior_estimate(key, score_from_model(prior.model_fn(), jnp.asarray(sigmas)), sigmas, y, pilots, noise_var,
-                              config.n_t, num_samples, sampler, **sampler_kw)
+    score_fn = score_from_model(prior.model_fn(), jnp.asarray(sigmas))
+    return posterior_estimate(key, score_fn, sigmas, y, pilots, noise_var, config.n_t, num_samples, sampler,
+                              **sampler_kw)
 
 
 def gaussian_prior_score(cov: jax.Array, sigmas: jax.Array) -> Callable:

@@ -266,6 +266,9 @@ def test_dps_step_against_closed_form_through_a_linear_network():
     assert np.abs(np.asarray(other) - want).max() > 1e-3
     with pytest.raises(ValueError, match="guide_on"):
         SamplerConfig(guide_on="x0")
+    with pytest.raises(ValueError, match="DPS step"):  # its kernels would lack the guidance shift
+        ddpm_log_prob(lambda x, t, c, u: x @ m, schedule, jnp.zeros((5, 2, d)),
+                      config=SamplerConfig(guide_on="x0_pred"), guide_fn=g)
 
 
 def test_ddpm_log_prob_matches_independent_gaussian_kernels():

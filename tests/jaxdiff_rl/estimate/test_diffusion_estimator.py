@@ -56,7 +56,7 @@ def test_langevin_step_sizes_keep_the_chains_stable_under_a_strong_likelihood():
     h, p, y, var = _problem(8, 30.0)
     sigmas = geometric_sigmas(10.0, 0.01, 30)
     score = gaussian_prior_score(COV, sigmas)
-    steps = np.asarray(langevin_step_sizes(5e-5, sigmas, p, N_R, var))
+    steps = np.asarray(langevin_step_sizes(5e-5, sigmas, p, var))
     lam = float(np.linalg.norm(np.asarray(p), 2)) ** 2
     s2 = np.asarray(sigmas, np.float64) ** 2
     np.testing.assert_allclose(steps, 5e-5 / (1 + lam * s2 / (var / 2 + s2)), rtol=1e-5)
