@@ -55,6 +55,17 @@ class AgentConfig:
         bc_loss: add bc_weight x the DDPM loss of replay actions to the actor loss (DM-TD3's regulariser;
             diffusion actors only).
         explore: D2RL's reward design and state exploration (`jaxdiff_rl.explore.ExploreConfig`), or None.
+        q_guidance: Q-gradient guided denoising when acting (seed 000 eq. 11): every reverse step of a diffusion
+            actor's chain is shifted along hparams.q_guide_scale x grad_a min_i Q_i(s, a) through the shared
+            gradient-guidance path (DDPM: the eps-form shift, i.e. the step's mean moves by
+            w beta_t / sqrt(alpha_t) grad_a Q(s, a_t); flow and consistency: see `jaxdiff_rl.diffusion.generators`).
+            Training chains (targets, actor loss) stay unguided. Diffusion actors only.
+        entropy_samples: N > 0 gives a continuous diffusion actor (D2SAC on a Box) SAC's entropy terms: N draws
+            per state, a `entropy_components`-component Gaussian mixture fitted to them by EM (DACER), and its
+            estimate H_hat(s) = -mean_n log q(a_n) in the soft target (V = Q'_min(s', a') + alpha H_hat(s'), with
+            `entropy_in_target`) and in the actor loss (-mean_n Q_min(s, a_n) - alpha H_hat(s)); `auto_alpha`
+            tunes alpha towards `target_entropy` (default -A). Costs N chains per state in the target and the
+            actor loss. 0: no entropy for continuous diffusion actors (the GDMOPT / D2SAC reference).
         action_candidates: N >= 1; with N > 1 a stochastic continuous actor acts (in training and greedily) by
             drawing N actions per state and taking the one the critic's min-Q ranks highest (`best_of_n`; the
             exploration noise is applied after the pick). Costs N actor forwards per environment step.
@@ -84,6 +95,9 @@ class AgentConfig:
     bc_loss: bool = False
     explore: Any = None
     action_candidates: int = 1
+    q_guidance: bool = False
+    entropy_samples: int = 0
+    entropy_components: int = 3
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -121,6 +135,20 @@ class AgentConfig:
             )
         if ALGORITHMS[self.algo] == "sac" and self.actor.kind == "deterministic":
             raise ValueError(f"AgentConfig.actor.kind='deterministic' does not fit {self.algo} (a stochastic actor)")
+        for name in ("entropy_samples", "entropy_components"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"AgentConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.entropy_samples:
+            if self.actor.kind != "diffusion" or ALGORITHMS[self.algo] != "sac":
+                raise ValueError(f"AgentConfig.entropy_samples > 0 needs a diffusion actor in a SAC-family algorithm "
+                                 f"(d2sac), got algo={self.algo!r}, actor.kind={self.actor.kind!r}")
+            if not 1 <= self.entropy_components <= self.entropy_samples:
+                raise ValueError(f"AgentConfig.entropy_components must be in [1, entropy_samples="
+                                 f"{self.entropy_samples}], got {self.entropy_components}")
+        if self.q_guidance and self.actor.kind != "diffusion":
+            raise ValueError(f"AgentConfig.q_guidance needs a diffusion actor (actor.kind='diffusion'), got "
+                             f"{self.actor.kind!r}")
         if self.bc_loss and self.actor.kind != "diffusion":
             raise ValueError("AgentConfig.bc_loss needs a diffusion actor (actor.kind='diffusion')")
         if self.explore is not None:
@@ -153,7 +181,7 @@ class Hparams:
     (fixed, or the initial value with `auto_alpha`), >= 0. explore_noise: std of Gaussian exploration in the
     [-1, 1] action space. target_noise, noise_clip: TD3 target smoothing. epsilon: epsilon-greedy probability
     in [0, 1]. bc_weight: weight of the DDPM regulariser. target_entropy_scale: discrete SAC's target entropy as
-    a fraction of log(A).
+    a fraction of log(A). q_guide_scale: w of Q-gradient guided acting (`AgentConfig.q_guidance`), >= 0.
     D2RL exploration (used only with `AgentConfig.explore`): lr_reward, lr_state: Adam step sizes of the reward
     correction network and the SENPNN; state_threshold: the SENPNN loss threshold T (>= 0); chi_max: M, the
     maximum substitute probability in [0, 1]; chi_rate: eta, its growth per epoch in [0, 1]; reward_scale: bound
@@ -179,6 +207,7 @@ class Hparams:
     chi_max: Any = 0.9
     chi_rate: Any = 1e-3
     reward_scale: Any = 1.0
+    q_guide_scale: Any = 0.0
 
 
 _RANGES = {
@@ -188,6 +217,7 @@ _RANGES = {
     "epsilon": (0.0, 1.0), "bc_weight": (0.0, math.inf), "target_entropy_scale": (0.0, 1.0),
     "lr_reward": (0.0, math.inf), "lr_state": (0.0, math.inf), "state_threshold": (0.0, math.inf),
     "chi_max": (0.0, 1.0), "chi_rate": (0.0, 1.0), "reward_scale": (0.0, math.inf),
+    "q_guide_scale": (0.0, math.inf),
 }
 
 
@@ -344,12 +374,13 @@ def act(
     from jaxdiff_rl.agents.networks import actor_forward
 
     k_pi, k_noise, k_eps, k_rand = jax.random.split(key, 4)
+    guide_fn, guide_scale = q_guide(config, state, action_dim, discrete), hparams.q_guide_scale
     if config.action_candidates > 1 and not discrete:
-        action = best_of_n(k_pi, config, state, obs, action_dim, config.action_candidates)[0]
+        action = best_of_n(k_pi, config, state, obs, action_dim, config.action_candidates, guide_fn, guide_scale)[0]
         if not explore:
             return action
     else:
-        out = actor_forward(config.actor, state.actor, k_pi, obs, action_dim, discrete)
+        out = actor_forward(config.actor, state.actor, k_pi, obs, action_dim, discrete, guide_fn, guide_scale)
         if not explore:
             return out.mean_action
         action = out.action
@@ -367,8 +398,18 @@ def act(
     return action
 
 
+def q_guide(config: AgentConfig, state: AgentState, action_dim: int, discrete: bool) -> Any:
+    """g(a [B, A], obs [B, S]) = min_i Q_i(s, a) [B] for Q-gradient guided acting, or None (`q_guidance` off or a
+    discrete actor, whose chain produces logits rather than actions)."""
+    if not config.q_guidance or discrete:
+        return None
+    critic = make_critic(config, action_dim, False)
+    return lambda a, obs: critic.apply(state.critic, obs, a).min(0)
+
+
 def best_of_n(
-    key: jax.Array, config: AgentConfig, state: AgentState, obs: jax.Array, action_dim: int, candidates: int
+    key: jax.Array, config: AgentConfig, state: AgentState, obs: jax.Array, action_dim: int, candidates: int,
+    guide_fn: Any = None, guide_scale: Any = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Greedy action of a stochastic continuous actor read out through its critic (Diffusion-QL's selection).
 
@@ -386,7 +427,7 @@ def best_of_n(
         raise ValueError(f"obs must be [batch, obs_dim], got shape {obs.shape}")
     batch = obs.shape[0]
     repeated = jnp.repeat(obs, candidates, axis=0)  # [B * N, obs_dim], row b * N + n = candidate n of obs b
-    actions = actor_forward(config.actor, state.actor, key, repeated, action_dim, False).action
+    actions = actor_forward(config.actor, state.actor, key, repeated, action_dim, False, guide_fn, guide_scale).action
     q = make_critic(config, action_dim, False).apply(state.critic, repeated, actions).min(0)
     actions, q = actions.reshape(batch, candidates, action_dim), q.reshape(batch, candidates)
     best = jnp.argmax(q, axis=1)

@@ -6,8 +6,9 @@ the environment's Box), discrete actions as integers in [0, A). Actor kinds:
 - "gaussian": tanh-squashed diagonal Gaussian (SAC), reparameterised sample and exact log-density (distrax);
 - "deterministic": tanh(MLP(s)) (TD3, DDPG);
 - "categorical": softmax policy over A actions (discrete SAC);
-- "diffusion": the shared `Denoiser` conditioned on the state, run by the shared sampler (`lax.scan` over T
-  steps, fresh noise per call). Continuous: the chain's x_0, clipped to [-1, 1] at every step (gradients pass
+- "diffusion": the shared `Denoiser` conditioned on the state, run by the shared generator
+  (`jaxdiff_rl.diffusion.generate`, fresh noise per call): a T-step DDPM chain (default), a K-step flow ODE
+  (`generator="flow"`) or a 1-2 step consistency model (`generator="consistency"`). Continuous: the chain's x_0, clipped to [-1, 1] at every step (gradients pass
   the clip straight through by default, `ActorConfig.clip_gradient`). Discrete
   (D2SAC): x_0 are action logits, probabilities softmax(x_0). Gradients flow through all T steps.
 """
@@ -22,7 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
+from jaxdiff_rl.diffusion import GENERATORS, GeneratorConfig, SamplerConfig, generate, make_schedule
+from jaxdiff_rl.diffusion.flow import FLOW_ODES
 from jaxdiff_rl.diffusion.samplers import CLIP_GRADIENTS
 from jaxdiff_rl.nets import MLP, Denoiser
 
@@ -41,10 +43,15 @@ class ActorConfig:
         kind: one of ACTOR_KINDS.
         hidden_dims: widths of the MLP trunk (denoiser trunk for "diffusion").
         activation: name from `jaxdiff_rl.nets.ACTIVATIONS`.
-        diffusion_steps: T (diffusion only).
-        schedule: "vp" | "linear" | "cosine" (diffusion only).
+        diffusion_steps: network evaluations of the chain (diffusion only): T for "ddpm", K ODE steps for
+            "flow" (2K evaluations with Heun), sampling steps for "consistency" (1 or 2).
+        generator: "ddpm" (the papers' chain), "flow" (flow-matching ODE) or "consistency" (diffusion only).
+        flow_ode: "euler" or "heun" (generator="flow").
+        schedule: "vp" | "linear" | "cosine" (generator="ddpm").
         time_dim: sinusoidal time-embedding width (diffusion only).
-        output_tanh: tanh on the denoiser's output (D2SAC's reference architecture).
+        output_tanh: tanh on the denoiser's output (D2SAC's reference architecture; "ddpm" only: a flow
+            velocity and a consistency model's raw output are not bounded quantities, the action clip bounds
+            the chain's output instead).
         clip_gradient: how the gradient of a continuous diffusion actor passes the [-1, 1] clip after every
             step: "straight_through" (default; identity backward) or "zero" (the clip's derivative, GDMOPT's
             `clamp`). With "zero" a DM-DDPG actor on FD-ISAC saturates at one corner of the box for every state
@@ -60,6 +67,8 @@ class ActorConfig:
     time_dim: int = 16
     output_tanh: bool = True
     clip_gradient: str = "straight_through"
+    generator: str = "ddpm"
+    flow_ode: str = "euler"
 
     def __post_init__(self) -> None:
         if self.kind not in ACTOR_KINDS:
@@ -69,8 +78,19 @@ class ActorConfig:
         if isinstance(self.diffusion_steps, bool) or not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 1:
             raise ValueError(f"ActorConfig.diffusion_steps (T) must be an integer >= 1, got {self.diffusion_steps!r}")
         make_schedule(self.schedule, 1)  # validates the name
+        if self.generator not in GENERATORS:
+            raise ValueError(f"ActorConfig.generator must be one of {GENERATORS}, got {self.generator!r}")
+        if self.flow_ode not in FLOW_ODES:
+            raise ValueError(f"ActorConfig.flow_ode must be one of {FLOW_ODES}, got {self.flow_ode!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
             raise ValueError(f"ActorConfig.clip_gradient must be one of {CLIP_GRADIENTS}, got {self.clip_gradient!r}")
+
+
+    @property
+    def generator_config(self) -> GeneratorConfig:
+        """The diffusion actor's generator (`jaxdiff_rl.diffusion.GeneratorConfig`)."""
+        return GeneratorConfig(kind=self.generator, steps=self.diffusion_steps, schedule=self.schedule,
+                               ode=self.flow_ode)
 
 
 class ActorOutput(NamedTuple):
@@ -91,7 +111,7 @@ def actor_module(config: ActorConfig, action_dim: int, obs_dim: int) -> nn.Modul
             hidden_dims=config.hidden_dims,
             time_dim=config.time_dim,
             activation=config.activation,
-            output_activation="tanh" if config.output_tanh else None,
+            output_activation="tanh" if config.output_tanh and config.generator == "ddpm" else None,
         )
     out = 2 * action_dim if config.kind == "gaussian" else action_dim
     return MLP(out_dim=out, hidden_dims=config.hidden_dims, activation=config.activation)
@@ -107,17 +127,21 @@ def actor_init(key: jax.Array, config: ActorConfig, obs_dim: int, action_dim: in
 
 
 def actor_forward(
-    config: ActorConfig, params: Any, key: jax.Array, obs: jax.Array, action_dim: int, discrete: bool
+    config: ActorConfig, params: Any, key: jax.Array, obs: jax.Array, action_dim: int, discrete: bool,
+    guide_fn: Any = None, guide_scale: Any = 0.0,
 ) -> ActorOutput:
-    """Run the actor on observations [B, obs_dim]: a sampled action (with log-prob / probabilities)."""
+    """Run the actor on observations [B, obs_dim]: a sampled action (with log-prob / probabilities).
+
+    guide_fn(x [B, A], obs [B, obs_dim]) -> [B], guide_scale w: gradient guidance of a diffusion actor's chain
+    (Q-gradient guided denoising, seed 000 eq. 11, with guide_fn = Q(s, .)); ignored by the other kinds."""
     module = actor_module(config, action_dim, obs.shape[-1])
     batch = obs.shape[0]
     if config.kind == "diffusion":
-        schedule = make_schedule(config.schedule, config.diffusion_steps)
         sampler = SamplerConfig(method="ddpm", clip_xt=None if discrete else (-1.0, 1.0),
                                 clip_gradient=config.clip_gradient)
         model_fn = lambda x, t, cond, use_cond: module.apply(params, x, t, cond, use_cond)
-        x0 = sample(key, model_fn, schedule, (batch, action_dim), cond=obs, config=sampler)
+        x0 = generate(key, config.generator_config, model_fn, (batch, action_dim), obs, sampler,
+                      guide_fn=guide_fn, guide_scale=guide_scale)
         if not discrete:
             return ActorOutput(x0, None, None, x0)
         logits = x0

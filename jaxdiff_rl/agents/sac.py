@@ -11,9 +11,13 @@ Losses, with Q_min = min(Q1, Q2) and y = G_n + discount * V(s') (n-step return a
     alpha (auto) = -log alpha * (target_entropy - H) (continuous: H estimated by -log pi(a|s))
 
 `entropy_in_target=False` drops the alpha term from V (D2SAC's reference); `target_actor=True` draws a' from a
-Polyak copy of the actor. A continuous diffusion actor has no tractable log-density: its actor loss is
--E[Q_min(s, a)] with a from the (stochastic) reverse chain, and exploration comes from the chain's noise plus
-`explore_noise` (the GDMOPT convention).
+Polyak copy of the actor. A continuous diffusion actor has no tractable log-density: by default its actor loss
+is -E[Q_min(s, a)] with a from the (stochastic) reverse chain, and exploration comes from the chain's noise plus
+`explore_noise` (the GDMOPT convention). With `AgentConfig.entropy_samples` = N > 0 it gets the entropy terms
+from a Gaussian-mixture estimate over N draws per state (`jaxdiff_rl.diffusion.entropy`, DACER):
+
+    continuous diffusion: V(s') = mean_n Q'_min(s', a'_n) + alpha H_hat(s'),  a'_n ~ pi(.|s')
+                          actor  = -E[mean_n Q_min(s, a_n) + alpha H_hat(s)]   (H_hat pathwise-differentiated)
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from jaxdiff_rl.agents.base import (
     polyak,
 )
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward
+from jaxdiff_rl.diffusion.entropy import gmm_entropy
 from jaxdiff_rl.train.buffer import Batch
 
 __all__ = ["default_config", "default_hparams", "update", "target_entropy"]
@@ -63,6 +68,16 @@ def _entropy(probs: jax.Array) -> jax.Array:
     return -jnp.sum(probs * jnp.log(jnp.clip(probs, 1e-8, 1.0)), axis=-1)
 
 
+def sample_with_entropy(config: AgentConfig, params: Any, key: jax.Array, obs: jax.Array, action_dim: int
+                        ) -> tuple[jax.Array, jax.Array]:
+    """N = config.entropy_samples draws of a continuous diffusion actor per state and their mixture entropy
+    estimate: obs [B, S] -> (actions [B, N, A], H_hat [B] nats)."""
+    n = config.entropy_samples
+    actions = actor_forward(config.actor, params, key, jnp.repeat(obs, n, axis=0), action_dim, False).action
+    actions = actions.reshape(obs.shape[0], n, action_dim)
+    return actions, gmm_entropy(actions, config.entropy_components)
+
+
 def update(
     key: jax.Array,
     config: AgentConfig,
@@ -79,9 +94,16 @@ def update(
 
     # ---- critic
     next_params = state.target_actor if config.target_actor else state.actor
-    nxt = actor_forward(config.actor, next_params, k_next, batch.next_obs, action_dim, discrete)
     ent_w = alpha if config.entropy_in_target else 0.0
-    if discrete:
+    mixture = config.entropy_samples > 0 and not discrete
+    # min-Q of N actions per state: actions [B, N, A] -> [B, N]
+    q_min_n = lambda params, obs, actions: jnp.min(
+        jax.vmap(lambda a: critic_net.apply(params, obs, a), in_axes=1, out_axes=2)(actions), axis=0)
+    nxt = None if mixture else actor_forward(config.actor, next_params, k_next, batch.next_obs, action_dim, discrete)
+    if mixture:
+        next_actions, next_h = sample_with_entropy(config, next_params, k_next, batch.next_obs, action_dim)
+        v_next = jnp.mean(q_min_n(state.target_critic, batch.next_obs, next_actions), axis=1) + ent_w * next_h
+    elif discrete:
         q_next = jnp.min(critic_net.apply(state.target_critic, batch.next_obs), axis=0)  # [B, A]
         log_p = jnp.log(jnp.clip(nxt.probs, 1e-8, 1.0))
         v_next = jnp.sum(nxt.probs * (q_next - ent_w * log_p), axis=-1)
@@ -94,6 +116,9 @@ def update(
 
     # ---- actor (against the online critics before this update's step, as in the reference implementations)
     def actor_loss_fn(params):
+        if mixture:
+            actions, h = sample_with_entropy(config, params, k_pi, batch.obs, action_dim)
+            return -jnp.mean(jnp.mean(q_min_n(state.critic, batch.obs, actions), axis=1) + alpha * h), h
         out = actor_forward(config.actor, params, k_pi, batch.obs, action_dim, discrete)
         if discrete:
             q_pi = jax.lax.stop_gradient(jnp.min(critic_net.apply(state.critic, batch.obs), axis=0))

@@ -4,7 +4,8 @@ target updates; the loss that DDPG, DM-TD3 and DM-DDPG (`ddpg.py`, `dm_td3.py`, 
     a' = clip(mu'(s') + clip(N(0, target_noise^2), -noise_clip, noise_clip), -1, 1)   (smoothing on)
     y  = G_n + discount * min_i Q'_i(s', a')                                            (one critic: Q'_1)
     critic = sum_i MSE(Q_i(s, a), y)
-    actor  = -E[Q_1(s, mu(s))]  (or min_i, `actor_q="min"`)  + bc_weight * DDPM loss of replay actions
+    actor  = -E[Q_1(s, mu(s))]  (or min_i, `actor_q="min"`)  + bc_weight * the generator's loss of replay actions
+             (DDPM denoising, flow matching or consistency training)
              every `policy_delay` critic updates, together with the Polyak target updates.
 
 With a diffusion actor mu(s) is the reverse chain's output, and the actor gradient flows through all T
@@ -31,7 +32,7 @@ from jaxdiff_rl.agents.base import (
 )
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward, actor_module
 from jaxdiff_rl.train.buffer import Batch
-from jaxdiff_rl.diffusion import diffusion_loss, make_schedule
+from jaxdiff_rl.diffusion import generator_loss
 
 __all__ = ["default_config", "default_hparams", "update"]
 
@@ -84,9 +85,8 @@ def update(
         bc = jnp.float32(0.0)
         if config.bc_loss:
             module = actor_module(config.actor, action_dim, batch.obs.shape[-1])
-            schedule = make_schedule(config.actor.schedule, config.actor.diffusion_steps)
             model_fn = lambda x, t, cond, use_cond: module.apply(params, x, t, cond, use_cond)
-            bc = diffusion_loss(k_bc, model_fn, schedule, batch.action, cond=batch.obs)
+            bc = generator_loss(k_bc, config.actor.generator_config, model_fn, batch.action, cond=batch.obs)
         return loss + hparams.bc_weight * bc, bc
 
     (actor_loss, bc_loss), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)

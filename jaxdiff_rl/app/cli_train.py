@@ -33,6 +33,14 @@ def _parse_env_param(text: str) -> tuple[str, object]:
     return name, parsed
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, 1/0), got {text!r}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from jaxdiff_rl.app.experiment import HPARAM_FIELDS, STATIC_FIELDS, TrainSpec, train_spec
     from jaxdiff_rl.app.plot import plot_curves
@@ -43,7 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         algo=args.algo, env=args.env, num_seeds=args.seeds, seed=args.seed, actor_kind=args.actor, base=args.base,
         env_overrides=dict(args.env_param or []), static=static,
         hidden=tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None,
-        diffusion_steps=args.diffusion_steps, hparams=hparams,
+        diffusion_steps=args.diffusion_steps, generator=args.generator, hparams=hparams,
     )
     out = Path(args.out or f"runs/{args.algo}-{args.env}")
     result = train_spec(spec, out, args.chunk, args.resume, not args.no_progress)
@@ -108,12 +116,15 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
                    help="override the algorithm's actor kind")
     p.add_argument("--base", choices=sorted(ALGORITHMS), help="take defaults from this algorithm")
     p.add_argument("--hidden", help="actor and critic widths, e.g. 64,64")
-    p.add_argument("--diffusion-steps", type=int, help="T of a diffusion actor")
+    p.add_argument("--diffusion-steps", type=int, help="steps of a diffusion actor's chain (T, K or 1-2)")
+    p.add_argument("--generator", choices=["ddpm", "flow", "consistency"], help="a diffusion actor's generator")
     p.add_argument("--env-param", action="append", type=_parse_env_param, help="EnvParams override name=value")
     on_policy_static = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches")
     for f in STATIC_FIELDS:
         owner = "PPOConfig" if f in on_policy_static[1:] else ("AgentConfig/PPOConfig" if f == "num_envs" else "AgentConfig")
-        p.add_argument("--" + f.replace("_", "-"), dest=f, type=int, help=f"{owner}.{f}")
+        kind = {"q_guidance": _parse_bool, "auto_alpha": _parse_bool, "entropy_in_target": _parse_bool,
+                "target_entropy": float}.get(f, int)
+        p.add_argument("--" + f.replace("_", "-"), dest=f, type=kind, help=f"{owner}.{f}")
     for f in HPARAM_FIELDS:
         owner = ("Hparams/PPOHparams" if f in ON_POLICY_HPARAMS else "Hparams") if f in OFF_POLICY_HPARAMS else "PPOHparams"
         p.add_argument("--" + f.replace("_", "-"), dest=f, type=parse_list, help=f"{owner}.{f} (comma list: sweep)")

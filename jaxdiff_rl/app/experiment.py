@@ -24,7 +24,8 @@ from jaxdiff_rl.train import Trainer, make_trainer
 __all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS", "HPARAM_FIELDS"]
 
 STATIC_FIELDS = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
-                 "n_step", "learning_starts", "action_candidates",
+                 "n_step", "learning_starts", "action_candidates", "q_guidance", "entropy_samples",
+                 "entropy_components", "auto_alpha", "entropy_in_target", "target_entropy",
                  "num_steps", "total_timesteps", "update_epochs", "num_minibatches")  # the last four: on-policy
 OFF_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(Hparams))
 ON_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(PPOHparams))
@@ -38,7 +39,8 @@ class TrainSpec:
     algo: one of `agents.ALGORITHMS`; actor_kind overrides the algorithm's actor (e.g. "categorical" for the
     discrete-SAC baseline); base: take the defaults of this algorithm (e.g. "d2sac": SAC with D2SAC's settings);
     env: registered name; env_overrides: EnvParams fields; num_seeds, seed: runs per setting and the base seed;
-    static: AgentConfig fields from STATIC_FIELDS; hidden: actor and critic widths; diffusion_steps: T;
+    static: AgentConfig fields from STATIC_FIELDS; hidden: actor and critic widths; diffusion_steps: T (the
+    chain's steps); generator: the diffusion actor's generator ("ddpm", "flow", "consistency"; None: default);
     hparams: {Hparams field: value or list of values} (lists form a grid; every combination x every seed).
     """
 
@@ -52,6 +54,7 @@ class TrainSpec:
     static: dict[str, int] = dataclasses.field(default_factory=dict)
     hidden: tuple[int, ...] | None = None
     diffusion_steps: int | None = None
+    generator: str | None = None
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,8 +85,8 @@ def make_env(name: str, **overrides: Any) -> tuple[Any, Any]:
 
 
 def _on_policy_config(spec: TrainSpec, discrete: bool) -> PPOConfig:
-    if spec.diffusion_steps is not None:
-        raise ValueError(f"diffusion_steps: {spec.algo} has no diffusion actor")
+    if spec.diffusion_steps is not None or spec.generator is not None:
+        raise ValueError(f"diffusion_steps / generator: {spec.algo} takes them as PPOConfig settings, not here")
     if spec.base is not None and spec.base != spec.algo:
         raise ValueError(f"base={spec.base!r}: {spec.algo} takes its own defaults")
     overrides: dict[str, Any] = dict(spec.static)
@@ -104,6 +107,8 @@ def _config(spec: TrainSpec) -> AgentConfig:
         changes["hidden_dims"] = tuple(spec.hidden)
     if spec.diffusion_steps is not None:
         changes["diffusion_steps"] = spec.diffusion_steps
+    if spec.generator is not None:
+        changes["generator"] = spec.generator
     if changes:
         actor = ActorConfig(**{**dataclasses.asdict(actor), **changes})
     critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims

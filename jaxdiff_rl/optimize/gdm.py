@@ -28,7 +28,16 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxdiff_rl.diffusion import SamplerConfig, diffusion_loss, ema_decay_warmup, ema_update, make_schedule, sample
+from jaxdiff_rl.diffusion import (
+    GENERATORS,
+    GeneratorConfig,
+    SamplerConfig,
+    ema_decay_warmup,
+    ema_update,
+    generate,
+    generator_loss,
+    make_schedule,
+)
 from jaxdiff_rl.nets import Denoiser
 
 __all__ = ["GDMConfig", "GDMHparams", "GDMState", "Normalizer", "GenerativeOptimizer"]
@@ -53,6 +62,9 @@ class GDMConfig:
     log_x: bool = False  # condition on log1p(x) (x >= 0) before min-max scaling: for heavy-tailed instances (CO)
     prediction: str = "eps"  # what the network predicts: "eps" (DiffSG) or "x0" (y* directly; sharp maps, see NU)
     num_terms: int = 0  # width of `condition_terms(x, y_t)` appended to the condition (DiffSG Fig. 3); 0 = none
+    # "ddpm" (DiffSG / GDMOPT), "flow" (flow matching, num_steps = K Euler steps) or "consistency" (consistency
+    # training, num_steps = 1 or 2 sampling steps): see `jaxdiff_rl.diffusion.generators`
+    generator: str = "ddpm"
 
     def __post_init__(self) -> None:
         for name in ("x_dim", "y_dim", "num_steps", "epochs", "batch_size"):
@@ -64,9 +76,15 @@ class GDMConfig:
         if not all(0.0 < m < 1.0 for m in self.milestones):
             raise ValueError(f"GDMConfig.milestones must be fractions in (0, 1), got {self.milestones}")
         make_schedule(self.schedule, self.num_steps)  # validates the name
+        if self.generator not in GENERATORS:
+            raise ValueError(f"GDMConfig.generator must be one of {GENERATORS}, got {self.generator!r}")
         if self.sampler not in ("ddpm", "ddim"):
             raise ValueError(f"GDMConfig.sampler must be 'ddpm' or 'ddim', got {self.sampler!r}")
         SamplerConfig(cfg_normalize_steps=self.cfg_normalize_steps, prediction=self.prediction)
+
+    @property
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(kind=self.generator, steps=self.num_steps, schedule=self.schedule)
 
 
 @struct.dataclass
@@ -209,8 +227,8 @@ class GenerativeOptimizer:
             params, ema, opt_state = carry
             idx, k, step = inputs
             loss, grads = jax.value_and_grad(
-                lambda p: diffusion_loss(k, self._model_fn(p, state), self.schedule, ys[idx], xs[idx], hparams.p_uncond,
-                                         prediction=c.prediction)
+                lambda p: generator_loss(k, c.generator_config, self._model_fn(p, state), ys[idx], xs[idx],
+                                         hparams.p_uncond, prediction=c.prediction)
             )(params)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
@@ -242,10 +260,16 @@ class GenerativeOptimizer:
         num_samples: int = 1,
         use_ema: bool = True,
         return_trajectory: bool = False,
+        objective: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        guide_scale: jax.Array | float | None = None,
     ):
         """Raw samples y [n, K, y_dim] (K = num_samples) for instances x [n, x_dim], in the data's units.
         With `return_trajectory`, also the denoising trajectory of x_t mapped back to data units,
-        [T+1, n, K, y_dim] (x_T first)."""
+        [T+1, n, K, y_dim] (x_T first; DDPM generator only).
+
+        Objective-gradient guided denoising (seed 000 eq. 11 with the objective in place of Q): with an
+        `objective(x [x_dim], y [y_dim]) -> scalar` (maximised) and guide_scale w (None: no guidance), every step is shifted along
+        w grad_y objective, the gradient taken in the scaled [-1, 1] coordinates the generator works in."""
         c = self.config
         x = jnp.asarray(x, jnp.float32)
         if x.ndim != 2 or x.shape[1] != c.x_dim:
@@ -253,13 +277,20 @@ class GenerativeOptimizer:
         n = x.shape[0]
         params = state.ema_params if use_ema else state.params
         cond = jnp.repeat(state.x_norm.encode(self._x_transform(x)), num_samples, axis=0)
+        guide_fn = None
+        if guide_scale is not None:
+            if objective is None:
+                raise ValueError("guide_scale needs the objective to differentiate")
+            x_rep = jnp.repeat(x, num_samples, axis=0)
+            guide_fn = lambda z, _: jax.vmap(objective)(x_rep, state.y_norm.decode(z))
         config = SamplerConfig(
             method=c.sampler, clip_x0=(-1.0, 1.0), clip_xt=(-1.0, 1.0), cfg_normalize_steps=c.cfg_normalize_steps,
             prediction=c.prediction,
             return_trajectory=return_trajectory,
         )
-        out = sample(key, self._model_fn(params, state), self.schedule, (n * num_samples, c.y_dim), cond, config,
-                     cfg_weight=hparams.cfg_weight)
+        out = generate(key, c.generator_config, self._model_fn(params, state), (n * num_samples, c.y_dim), cond,
+                       config, cfg_weight=hparams.cfg_weight, guide_fn=guide_fn,
+                       guide_scale=0.0 if guide_scale is None else guide_scale)
         if not return_trajectory:
             return state.y_norm.decode(out).reshape(n, num_samples, c.y_dim)
         y, traj = out
@@ -276,12 +307,15 @@ class GenerativeOptimizer:
         repair: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
         num_samples: int = 1,
         maximize: bool = True,
+        guide_scale: jax.Array | float | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """Solutions y [n, y_dim] (repaired if `repair` is given) and their objective values [n] (or None).
-        With num_samples = K > 1, the best of K samples by `objective` (needs it). K = 1 is DiffSG's setting."""
+        With num_samples = K > 1, the best of K samples by `objective` (needs it). K = 1 is DiffSG's setting.
+        guide_scale w: objective-gradient guided denoising (see `sample`; the sign follows `maximize`)."""
         if num_samples > 1 and objective is None:
             raise ValueError("best-of-K (num_samples > 1) needs an objective to rank the samples")
-        ys = self.sample(state, key, x, hparams, num_samples)
+        guide = objective if maximize or objective is None else (lambda a, b: -objective(a, b))
+        ys = self.sample(state, key, x, hparams, num_samples, objective=guide, guide_scale=guide_scale)
         if repair is not None:
             ys = jax.vmap(jax.vmap(repair, in_axes=(None, 0)))(jnp.asarray(x, jnp.float32), ys)
         if objective is None:
