@@ -79,16 +79,19 @@ def karras_sigmas(config: ConsistencyConfig) -> np.ndarray:
     return ((config.sigma_min**r + i * (config.sigma_max**r - config.sigma_min**r)) ** config.rho).astype(np.float32)
 
 
-def _coefficients(config: ConsistencyConfig, sigma: jax.Array):
+def _coefficients(config: ConsistencyConfig, sigma: jax.Array | np.floating):
+    """(c_skip, c_out, c_in) at sigma; NumPy constants for a static sigma (sampling), else traced."""
+    xp = np if isinstance(sigma, (float, np.floating)) else jnp
     sd, smin = config.sigma_data, config.sigma_min
     c_skip = sd**2 / ((sigma - smin) ** 2 + sd**2)
-    c_out = sd * (sigma - smin) / jnp.sqrt(sd**2 + sigma**2)
-    c_in = 1.0 / jnp.sqrt(sigma**2 + sd**2)
+    c_out = sd * (sigma - smin) / xp.sqrt(sd**2 + sigma**2)
+    c_in = 1.0 / xp.sqrt(sigma**2 + sd**2)
     return c_skip, c_out, c_in
 
 
-def _noise_input(sigma: jax.Array) -> jax.Array:
-    return 0.25 * FLOW_TIME_SCALE * jnp.log(sigma)
+def _noise_input(sigma: jax.Array | np.floating) -> jax.Array:
+    xp = np if isinstance(sigma, (float, np.floating)) else jnp
+    return xp.float32(0.25 * FLOW_TIME_SCALE) * xp.log(sigma)
 
 
 def _raw(model_fn, config, x, sigma, cond, use_cond):
@@ -187,7 +190,7 @@ def consistency_sample(
             x = sigma * jax.random.normal(keys[0], shape, jnp.float32) if x_init is None else x_init
         else:
             x = a + np.sqrt(sigma**2 - config.sigma_min**2) * jax.random.normal(keys[i], shape, jnp.float32)
-        s = jnp.float32(sigma)
+        s = np.float32(sigma)
         if cfg_weight is None:
             c_skip, c_out, out = _raw(model_fn, config, x, s, cond, None)
         else:

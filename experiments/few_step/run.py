@@ -1,0 +1,184 @@
+"""Few-step generative actors, the entropy estimate of continuous D2SAC, and Q-gradient guided acting (issue 28).
+
+    python experiments/few_step/run.py --part rl          # D2SAC (aigc), DM-DDPG (msr-3, msr-80) per generator
+    python experiments/few_step/run.py --part optimizer   # generative optimizer on msr-80 and NU per generator
+    python experiments/few_step/run.py --part entropy     # continuous D2SAC with / without the entropy terms
+    python experiments/few_step/run.py --part qguide      # greedy return of DM-DDPG on msr-80 at w in {0, 0.1, 1}
+    add --quick for a minute-long pipeline check (not a result)
+
+Each part writes results/<part>.json; README.md holds the tables. CPU-sized budgets (the same for every
+generator within a table), seeds vmapped in one program per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxdiff_rl.app.experiment import TrainSpec, build, evaluate_spec, train_spec
+from jaxdiff_rl.app.xla_cpu import pin_to_one_core
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for experiments.diffsg
+RESULTS = HERE / "results"
+
+#: (label, generator, steps or None for the agent's reference T)
+GENERATORS = (("ddpm", "ddpm", None), ("flow-2", "flow", 2), ("consistency-1", "consistency", 1),
+              ("consistency-2", "consistency", 2))
+
+RL_TASKS = {
+    # D2SAC on AIGC provider selection: experiments/agents/aigc_d2sac.py's CPU settings, a shorter budget
+    "d2sac/aigc": dict(algo="d2sac", env="aigc", seeds=4, hidden=(64, 64), score="return_mean", eval_steps=1200,
+                       static=dict(num_envs=4, steps_per_iter=250, updates_per_iter=250, num_iterations=40,
+                                   batch_size=128, buffer_size=100_000)),
+    # DM-DDPG on power allocation: experiments/agents/msr3_diffusion.py's settings
+    "dm_ddpg/msr-3": dict(algo="dm_ddpg", env="msr-3", seeds=8, hidden=(64, 64), score="optimum_fraction",
+                          eval_steps=256, static=dict(num_envs=16, steps_per_iter=1, updates_per_iter=4,
+                                                      num_iterations=100, batch_size=64, buffer_size=8192),
+                          hparams=dict(lr_actor=1e-3, lr_critic=1e-3)),
+    "dm_ddpg/msr-80": dict(algo="dm_ddpg", env="msr-80", seeds=4, hidden=(128, 128), score="optimum_fraction",
+                           eval_steps=64, static=dict(num_envs=16, steps_per_iter=1, updates_per_iter=4,
+                                                      num_iterations=400, batch_size=128, buffer_size=16384),
+                           hparams=dict(lr_actor=1e-3, lr_critic=1e-3)),
+}
+
+
+def _spec(task: dict, generator: str, steps: int | None, quick: bool, **static) -> TrainSpec:
+    st = {**task["static"], **static}
+    if quick:
+        st["num_iterations"] = max(2, st["num_iterations"] // 20)
+    return TrainSpec(algo=task["algo"], env=task["env"], num_seeds=2 if quick else task["seeds"], hidden=task["hidden"],
+                     diffusion_steps=steps, generator=generator, static=st, hparams=dict(task.get("hparams", {})),
+                     env_overrides=dict(task.get("env_overrides", {})))
+
+
+def _train_and_score(spec: TrainSpec, score: str, eval_steps: int) -> tuple[dict, object]:
+    t0 = time.perf_counter()
+    res = train_spec(spec, None, progress=False)
+    seconds = time.perf_counter() - t0
+    trainer, _, hp, _ = build(spec)
+    ev = evaluate_spec(trainer, res.state, hp, num_steps=eval_steps)
+    values = np.asarray(ev[score])
+    row = {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std()),
+           "train_seconds": seconds, "env_steps_per_seed": int(res.metrics["env_steps"][0, -1])}
+    for key in ("entropy", "alpha"):
+        if key in res.metrics:
+            row[f"final_{key}"] = np.asarray(res.metrics[key][:, -1]).tolist()
+    return row, (res, hp)
+
+
+def part_rl(quick: bool) -> dict:
+    out: dict = {}
+    for name, task in RL_TASKS.items():
+        rows = {}
+        for label, gen, steps in GENERATORS:
+            row, _ = _train_and_score(_spec(task, gen, steps, quick), task["score"], task["eval_steps"])
+            rows[label] = row
+            print(f"{name:15s} {label:14s} {task['score']} {row['mean']:.4f} ± {row['std']:.4f} "
+                  f"({row['train_seconds']:.0f} s)", flush=True)
+        out[name] = rows
+    return out
+
+
+def part_qguide(quick: bool) -> dict:
+    """Train DM-DDPG (DDPM actor) on msr-80 once, then evaluate its greedy policy with Q-gradient guided
+    denoising at w in {0, 0.1, 1} (q_guidance is static, so a second trainer with it on reads the same state)."""
+    task = RL_TASKS["dm_ddpg/msr-80"]
+    spec = _spec(task, "ddpm", None, quick)
+    row, (res, hp) = _train_and_score(spec, task["score"], task["eval_steps"])
+    guided = _spec(task, "ddpm", None, quick, q_guidance=True)
+    trainer, _, _, _ = build(guided)
+    out = {"unguided_trainer": row}
+    for w in (0.0, 0.1, 1.0):
+        ev = evaluate_spec(trainer, res.state, hp.replace(q_guide_scale=np.full_like(hp.q_guide_scale, w)),
+                           num_steps=task["eval_steps"])
+        v = np.asarray(ev[task["score"]])
+        out[f"w={w}"] = {"per_seed": v.tolist(), "mean": float(v.mean()), "std": float(v.std())}
+        print(f"q-guided w={w}: {task['score']} {v.mean():.4f} ± {v.std():.4f}", flush=True)
+    return out
+
+
+ENTROPY_TASKS = {
+    "msr-80": dict(algo="d2sac", env="msr-80", seeds=8, hidden=(64, 64), score="optimum_fraction", eval_steps=64,
+                   static=dict(num_envs=16, steps_per_iter=1, updates_per_iter=2, num_iterations=300, batch_size=64,
+                               buffer_size=16384, n_step=1),
+                   hparams=dict(lr_actor=1e-3, lr_critic=1e-3, gamma=0.95, lr_alpha=3e-3, alpha=0.05)),
+    "fd-isac": dict(algo="d2sac", env="fd-isac", seeds=8, hidden=(64, 64), score="optimum_fraction", eval_steps=64,
+                    env_overrides=dict(one_shot=True, num_dl=2, num_ul=2, num_tx=2, num_rx=2),
+                    static=dict(num_envs=16, steps_per_iter=1, updates_per_iter=2, num_iterations=300,
+                                batch_size=64, buffer_size=16384, n_step=1),
+                    hparams=dict(lr_actor=1e-3, lr_critic=1e-3, gamma=0.95, lr_alpha=3e-3, alpha=0.05)),
+}
+
+
+def part_entropy(quick: bool) -> dict:
+    out: dict = {}
+    for name, task in ENTROPY_TASKS.items():
+        rows = {}
+        for label, extra in (("without", {}),
+                             ("with (N=8, auto-alpha)", dict(entropy_samples=8, auto_alpha=True,
+                                                            entropy_in_target=True))):
+            row, _ = _train_and_score(_spec(task, "ddpm", None, quick, **extra), task["score"], task["eval_steps"])
+            rows[label] = row
+            ent = np.mean(row.get("final_entropy", [np.nan]))
+            print(f"{name:8s} {label:24s} {task['score']} {row['mean']:.4f} ± {row['std']:.4f}  entropy {ent:.2f}"
+                  f"  ({row['train_seconds']:.0f} s)", flush=True)
+        out[name] = rows
+    return out
+
+
+def part_optimizer(quick: bool) -> dict:
+    """Single-sample exceed ratio of the generative optimizer (DiffSG's metric) per generator, at the DiffSG
+    reproduction's quick settings, for the CFG weights w = 0 and DiffSG's 500."""
+    from experiments.diffsg.common import QUICK, exceed_ratios, gdm_config, load_data, train_gdm_seeds
+    from jaxdiff_rl.optimize import GDMHparams
+
+    s = dict(QUICK, epochs=4 if quick else QUICK["epochs"])
+    out: dict = {}
+    for problem in ("msr-80", "nu"):
+        train, test = load_data(problem, s["train_scale"])
+        rows = {}
+        for label, gen, steps in (("ddpm-20", "ddpm", 20), ("flow-2", "flow", 2), ("flow-10", "flow", 10),
+                                  ("consistency-1", "consistency", 1), ("consistency-2", "consistency", 2)):
+            config = gdm_config(problem, train, s["epochs"], s["hidden"], generator=gen, num_steps=steps,
+                                prediction="x0" if problem == "nu" and gen == "ddpm" else "eps")
+            hp = GDMHparams()
+            opt, states, _, seconds = train_gdm_seeds(problem, train, config, hp, s["seeds"])
+            row = {"train_seconds": seconds}
+            for w in (0.0, 500.0):
+                hw = hp.replace(cfg_weight=w)
+                ratios = [exceed_ratios(problem, opt, jax.tree_util.tree_map(lambda a: a[i], states), test, hw,
+                                        jax.random.key(7)) for i in range(s["seeds"])]
+                means = [float(np.mean(r[np.isfinite(r)])) for r in ratios]
+                row[f"w={w:g}"] = {"per_seed": means, "mean": float(np.mean(means)), "std": float(np.std(means))}
+            rows[label] = row
+            print(f"{problem:7s} {label:14s} exceed w=0 {row['w=0']['mean']:.4f}  w=500 {row['w=500']['mean']:.4f}"
+                  f"  ({seconds:.0f} s)", flush=True)
+        out[problem] = rows
+    return out
+
+
+PARTS = {"rl": part_rl, "optimizer": part_optimizer, "entropy": part_entropy, "qguide": part_qguide}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=sorted(PARTS), required=True)
+    ap.add_argument("--quick", action="store_true", help="a pipeline check with tiny budgets (not a result)")
+    args = ap.parse_args()
+    pin_to_one_core()
+    result = {"part": args.part, "quick": args.quick, **PARTS[args.part](args.quick)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{args.part}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
