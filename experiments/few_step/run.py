@@ -3,7 +3,8 @@
     python experiments/few_step/run.py --part rl          # D2SAC (aigc), DM-DDPG (msr-3, msr-80) per generator
     python experiments/few_step/run.py --part optimizer   # generative optimizer on msr-80 and NU per generator
     python experiments/few_step/run.py --part entropy     # continuous D2SAC with / without the entropy terms
-    python experiments/few_step/run.py --part qguide      # greedy return of DM-DDPG on msr-80 at w in {0, 0.1, 1}
+    python experiments/few_step/run.py --part qguide      # greedy return of DM-DDPG on msr-80 at w in {0 .. 100}
+    python experiments/few_step/run.py --part entropy_target   # does auto-alpha bring the entropy to its target?
     add --quick for a minute-long pipeline check (not a result)
 
 Each part writes results/<part>.json; README.md holds the tables. CPU-sized budgets (the same for every
@@ -45,7 +46,8 @@ RL_TASKS = {
     "dm_ddpg/msr-80": dict(algo="dm_ddpg", env="msr-80", seeds=4, hidden=(128, 128), score="optimum_fraction",
                            eval_steps=64, static=dict(num_envs=16, steps_per_iter=1, updates_per_iter=4,
                                                       num_iterations=400, batch_size=128, buffer_size=16384),
-                           hparams=dict(lr_actor=1e-3, lr_critic=1e-3)),
+                           # lr_actor 3e-4: at 1e-3 the one-step actors diverge on 2-3 of 4 seeds (README)
+                           hparams=dict(lr_actor=3e-4, lr_critic=1e-3)),
 }
 
 
@@ -73,9 +75,15 @@ def _train_and_score(spec: TrainSpec, score: str, eval_steps: int) -> tuple[dict
     return row, (res, hp)
 
 
-def part_rl(quick: bool) -> dict:
+def part_rl(quick: bool, tasks: list[str] | None = None) -> dict:
+    """Every RL task x generator; with `tasks`, only those, merged into the existing results/rl.json."""
+    path = RESULTS / "rl.json"
     out: dict = {}
+    if tasks and path.exists() and not quick:
+        out = {k: v for k, v in json.loads(path.read_text()).items() if k in RL_TASKS}
     for name, task in RL_TASKS.items():
+        if tasks and name not in tasks:
+            continue
         rows = {}
         for label, gen, steps in GENERATORS:
             row, _ = _train_and_score(_spec(task, gen, steps, quick), task["score"], task["eval_steps"])
@@ -95,7 +103,7 @@ def part_qguide(quick: bool) -> dict:
     guided = _spec(task, "ddpm", None, quick, q_guidance=True)
     trainer, _, _, _ = build(guided)
     out = {"unguided_trainer": row}
-    for w in (0.0, 0.1, 1.0):
+    for w in (0.0, 0.1, 1.0, 10.0, 100.0):
         ev = evaluate_spec(trainer, res.state, hp.replace(q_guide_scale=np.full_like(hp.q_guide_scale, w)),
                            num_steps=task["eval_steps"])
         v = np.asarray(ev[task["score"]])
@@ -133,23 +141,70 @@ def part_entropy(quick: bool) -> dict:
     return out
 
 
-def part_optimizer(quick: bool) -> dict:
-    """Single-sample exceed ratio of the generative optimizer (DiffSG's metric) per generator, at the DiffSG
-    reproduction's quick settings, for the CFG weights w = 0 and DiffSG's 500."""
-    from experiments.diffsg.common import QUICK, exceed_ratios, gdm_config, load_data, train_gdm_seeds
-    from jaxdiff_rl.optimize import GDMHparams
+def part_entropy_target(quick: bool) -> dict:
+    """Does auto-alpha drive the estimated entropy to its target? Continuous D2SAC (T = 5) with the mixture
+    entropy (N = 16 draws, K = 3) on msr-3 (A = 3) and fd-isac (A = 18), default target -A, a longer budget than
+    `part_entropy`; writes the per-iteration entropy and alpha (seed mean and std) and a plot."""
+    from jaxdiff_rl.app.plot import plot_curves
 
-    s = dict(QUICK, epochs=4 if quick else QUICK["epochs"])
+    out: dict = {}
+    curves = {}
+    tasks = {"msr-3": dict(ENTROPY_TASKS["msr-80"], env="msr-3", static=dict(ENTROPY_TASKS["msr-80"]["static"],
+                                                                          num_iterations=1500)),
+             "fd-isac": dict(ENTROPY_TASKS["fd-isac"], static=dict(ENTROPY_TASKS["fd-isac"]["static"],
+                                                                  num_iterations=1500))}
+    for name, task in tasks.items():
+        task = dict(task, seeds=4, hparams=dict(task["hparams"], lr_alpha=1e-2))
+        spec = _spec(task, "ddpm", None, quick, entropy_samples=16, auto_alpha=True, entropy_in_target=True)
+        row, (res, _) = _train_and_score(spec, task["score"], task["eval_steps"])
+        ent, alpha = np.asarray(res.metrics["entropy"]), np.asarray(res.metrics["alpha"])
+        action_dim = 3 if name == "msr-3" else 18
+        tail = ent[:, -max(1, ent.shape[1] // 10):]
+        row.update(target=-action_dim, entropy_last10pct_mean=float(tail.mean()),
+                   entropy_last10pct_std_over_seeds=float(tail.mean(1).std()),
+                   entropy_curve_mean=ent.mean(0)[::10].tolist(), alpha_curve_mean=alpha.mean(0)[::10].tolist())
+        out[name] = row
+        curves[f"{name} (target {-action_dim})"] = {"entropy_minus_target": ent + action_dim,
+                                                    "env_steps": res.metrics["env_steps"]}
+        print(f"{name:8s} entropy (last 10%) {tail.mean():.2f} vs target {-action_dim}; final alpha "
+              f"{alpha[:, -1].mean():.4f}; {task['score']} {row['mean']:.4f} ± {row['std']:.4f}", flush=True)
+    plot_curves(curves, "entropy_minus_target", RESULTS / "entropy_target.png", reference_lines={"target": 0.0},
+                smooth=10, title="continuous D2SAC, auto-alpha: estimated entropy - target (4 seeds)")
+    return out
+
+
+def part_optimizer(quick: bool, settings: str = "quick") -> dict:
+    """Single-sample exceed ratio of the generative optimizer (DiffSG's metric) per generator, at the DiffSG
+    reproduction's quick settings, for the CFG weights w = 0 and DiffSG's 500. Consistency models are trained by
+    consistency training (no teacher) and by distillation (CD) from the flow-10 models."""
+    from experiments.diffsg.common import MEDIUM, QUICK, exceed_ratios, gdm_config, load_data, train_gdm_seeds
+    from jaxdiff_rl.optimize import GDMHparams, GenerativeOptimizer
+
+    base = {"quick": QUICK, "medium": MEDIUM}[settings]
+    s = dict(base, epochs=4 if quick else base["epochs"])
     out: dict = {}
     for problem in ("msr-80", "nu"):
         train, test = load_data(problem, s["train_scale"])
         rows = {}
+        teacher = None
         for label, gen, steps in (("ddpm-20", "ddpm", 20), ("flow-2", "flow", 2), ("flow-10", "flow", 10),
-                                  ("consistency-1", "consistency", 1), ("consistency-2", "consistency", 2)):
+                                  ("consistency-1", "consistency", 1), ("consistency-2", "consistency", 2),
+                                  ("consistency-1 CD", "consistency", 1), ("consistency-2 CD", "consistency", 2)):
             config = gdm_config(problem, train, s["epochs"], s["hidden"], generator=gen, num_steps=steps,
                                 prediction="x0" if problem == "nu" and gen == "ddpm" else "eps")
             hp = GDMHparams()
-            opt, states, _, seconds = train_gdm_seeds(problem, train, config, hp, s["seeds"])
+            if label.endswith("CD"):  # consistency distillation from the flow-10 models, seed by seed
+                opt = GenerativeOptimizer(config)
+                x, y = jax.numpy.asarray(train["x"]), jax.numpy.asarray(train["y"])
+                t0 = time.perf_counter()
+                states, _ = jax.vmap(lambda k, ts: opt._distill(k, x, y, hp, teacher[0], ts))(
+                    jax.random.split(jax.random.key(42), s["seeds"]), teacher[1])
+                jax.block_until_ready(states)
+                seconds = time.perf_counter() - t0
+            else:
+                opt, states, _, seconds = train_gdm_seeds(problem, train, config, hp, s["seeds"])
+            if label == "flow-10":
+                teacher = (opt, states)
             row = {"train_seconds": seconds}
             for w in (0.0, 500.0):
                 hw = hp.replace(cfg_weight=w)
@@ -164,18 +219,31 @@ def part_optimizer(quick: bool) -> dict:
     return out
 
 
-PARTS = {"rl": part_rl, "optimizer": part_optimizer, "entropy": part_entropy, "qguide": part_qguide}
+PARTS = {"rl": part_rl, "optimizer": part_optimizer, "entropy": part_entropy, "qguide": part_qguide,
+         "entropy_target": part_entropy_target}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=sorted(PARTS), required=True)
     ap.add_argument("--quick", action="store_true", help="a pipeline check with tiny budgets (not a result)")
+    ap.add_argument("--tasks", nargs="*", choices=sorted(RL_TASKS), help="--part rl: rerun only these tasks")
+    ap.add_argument("--settings", choices=["quick", "medium"], default="quick",
+                    help="--part optimizer: the DiffSG reproduction's quick (20%% data, 40 epochs) or medium (50%%, "
+                         "100 epochs, 256-wide) settings")
     args = ap.parse_args()
     pin_to_one_core()
-    result = {"part": args.part, "quick": args.quick, **PARTS[args.part](args.quick)}
+    part = PARTS[args.part]
+    if args.part == "rl":
+        rows = part(args.quick, args.tasks)
+    elif args.part == "optimizer":
+        rows = part(args.quick, args.settings)
+    else:
+        rows = part(args.quick)
+    result = {"part": args.part, "quick": args.quick, **rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{args.part}{'-quick' if args.quick else ''}.json"
+    suffix = "-medium" if args.part == "optimizer" and args.settings == "medium" else ""
+    path = RESULTS / f"{args.part}{suffix}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
 

@@ -34,6 +34,7 @@ from jaxdiff_rl.diffusion import (
     SamplerConfig,
     ema_decay_warmup,
     ema_update,
+    flow_teacher,
     generate,
     generator_loss,
     make_schedule,
@@ -206,14 +207,36 @@ class GenerativeOptimizer:
         return GDMState(params=params, ema_params=params, x_norm=Normalizer.fit(x), y_norm=Normalizer.fit(y),
                         terms_norm=terms_norm)
 
-    def train(self, key: jax.Array, x: jax.Array, y: jax.Array, hparams: GDMHparams) -> tuple[GDMState, jax.Array]:
+    def train(self, key: jax.Array, x: jax.Array, y: jax.Array, hparams: GDMHparams,
+              teacher: tuple["GenerativeOptimizer", GDMState] | None = None) -> tuple[GDMState, jax.Array]:
         """Train on pairs (x [n, x_dim], y* [n, y_dim]); returns (state, per-epoch mean loss [epochs]).
-        Validates shapes in Python, then runs one compiled program (vmap this over keys / hparams)."""
+        Validates shapes in Python, then runs one compiled program (vmap this over keys / hparams).
+
+        teacher: (optimizer, state) of a trained flow-matching optimizer on the same data: a consistency
+        optimizer is then trained by consistency distillation from its probability-flow ODE (its EMA weights,
+        conditional velocity) instead of consistency training."""
         _check_data(self.config, x, y)
-        return self._train(key, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), hparams)
+        x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+        if teacher is None:
+            return self._train(key, x, y, hparams)
+        teacher_opt, teacher_state = teacher
+        if self.config.generator != "consistency" or teacher_opt.config.generator != "flow":
+            raise ValueError(f"distillation needs a consistency student and a flow teacher, got "
+                             f"{self.config.generator!r} <- {teacher_opt.config.generator!r}")
+        if (teacher_opt.config.x_dim, teacher_opt.config.y_dim) != (self.config.x_dim, self.config.y_dim):
+            raise ValueError("the teacher must solve the same problem (x_dim, y_dim)")
+        return self._distill(key, x, y, hparams, teacher_opt, teacher_state)
 
     @partial(jax.jit, static_argnums=0)
     def _train(self, key, x, y, hparams):
+        return self._train_impl(key, x, y, hparams, None)
+
+    @partial(jax.jit, static_argnums=(0, 5))
+    def _distill(self, key, x, y, hparams, teacher_opt, teacher_state):
+        velocity = teacher_opt._model_fn(teacher_state.ema_params, teacher_state)
+        return self._train_impl(key, x, y, hparams, flow_teacher(velocity))
+
+    def _train_impl(self, key, x, y, hparams, teacher):
         c = self.config
         n = x.shape[0]
         steps_per_epoch = n // c.batch_size
@@ -228,7 +251,7 @@ class GenerativeOptimizer:
             idx, k, step = inputs
             loss, grads = jax.value_and_grad(
                 lambda p: generator_loss(k, c.generator_config, self._model_fn(p, state), ys[idx], xs[idx],
-                                         hparams.p_uncond, prediction=c.prediction)
+                                         hparams.p_uncond, prediction=c.prediction, teacher=teacher)
             )(params)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)

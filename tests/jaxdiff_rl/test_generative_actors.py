@@ -170,21 +170,64 @@ def msr3_data():
     return generate_dataset(jax.random.key(0), "msr-3", 2048), generate_dataset(jax.random.key(1), "msr-3", 512)
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("generator,steps,floor", [("flow", 4, 0.95), ("consistency", 1, 0.93)])
-def test_optimizer_with_few_step_generators_solves_msr3(msr3_data, generator, steps, floor):
-    """Trained by flow matching / consistency training instead of the DDPM loss, the optimizer's single samples
-    reach most of the exact optimum (DDPM T = 20 reaches 0.98 at the same settings, test_optimize.py); objective
-    guidance then raises the exceed ratio further."""
-    train, test = msr3_data
+def _train_optimizer(data, generator, steps, teacher=None):
+    train, _ = data
     config = GDMConfig(x_dim=4, y_dim=3, epochs=30, batch_size=256, hidden_dims=(64, 64, 64), generator=generator,
                        num_steps=steps)
     opt = GenerativeOptimizer(config)
-    hp = GDMHparams(cfg_weight=0.0)
-    state, _ = opt.train(jax.random.key(2), train["x"], train["y"], hp)
-    f, r = objective_fn("msr-3"), repair_fn("msr-3")
-    _, v = opt.solve(state, jax.random.key(3), test["x"], hp, f, r)
-    ratio = float(np.mean(np.asarray(v) / test["value"]))
+    state, _ = opt.train(jax.random.key(2), train["x"], train["y"], GDMHparams(cfg_weight=0.0), teacher=teacher)
+    return opt, state
+
+
+@pytest.fixture(scope="module")
+def msr3_flow(msr3_data):
+    return _train_optimizer(msr3_data, "flow", 4)
+
+
+def _exceed(opt, state, test, guide_scale=None):
+    _, v = opt.solve(state, jax.random.key(3), test["x"], GDMHparams(cfg_weight=0.0), objective_fn("msr-3"),
+                     repair_fn("msr-3"), guide_scale=guide_scale)
+    return float(np.mean(np.asarray(v) / test["value"]))
+
+
+@pytest.mark.heavy
+@pytest.mark.xdist_group("optimizer_msr3_flow")
+@pytest.mark.parametrize("generator,steps,floor", [("flow", 4, 0.95), ("consistency", 1, 0.93),
+                                                   ("distilled", 1, 0.95)])
+def test_optimizer_with_few_step_generators_solves_msr3(msr3_data, msr3_flow, generator, steps, floor):
+    """Trained by flow matching, consistency training, or distilled from the flow model, the optimizer's single
+    samples reach most of the exact optimum (DDPM T = 20 reaches 0.98 at the same settings, test_optimize.py);
+    objective guidance then raises the exceed ratio further."""
+    if generator == "flow":
+        opt, state = msr3_flow
+    elif generator == "distilled":
+        opt, state = _train_optimizer(msr3_data, "consistency", steps, teacher=msr3_flow)
+    else:
+        opt, state = _train_optimizer(msr3_data, generator, steps)
+    test = msr3_data[1]
+    ratio = _exceed(opt, state, test)
     assert ratio > floor, ratio
-    _, vg = opt.solve(state, jax.random.key(3), test["x"], hp, f, r, guide_scale=0.05)
-    assert float(np.mean(np.asarray(vg) / test["value"])) > ratio
+    assert _exceed(opt, state, test, guide_scale=0.05) > ratio
+
+
+def test_distillation_needs_a_flow_teacher_and_a_consistency_student(msr3_data):
+    train, _ = msr3_data
+    flow = GenerativeOptimizer(GDMConfig(x_dim=4, y_dim=3, epochs=1, batch_size=256, generator="flow"))
+    with pytest.raises(ValueError, match="consistency student"):
+        flow.train(jax.random.key(0), train["x"], train["y"], GDMHparams(), teacher=(flow, None))
+
+
+def test_train_spec_and_cli_select_the_generator_and_the_new_static_fields():
+    from jaxdiff_rl.app.cli_train import _parse_bool
+    from jaxdiff_rl.app.experiment import TrainSpec, _config
+
+    spec = TrainSpec(algo="dm_ddpg", env="msr-3", generator="consistency", diffusion_steps=2,
+                     static=dict(q_guidance=True))
+    cfg = _config(spec)
+    assert cfg.actor.generator == "consistency" and cfg.actor.diffusion_steps == 2 and cfg.q_guidance
+    assert cfg.actor.generator_config.evaluations() == 2
+    assert _parse_bool("true") is True and _parse_bool("0") is False
+    with pytest.raises(ValueError, match="generator"):
+        from jaxdiff_rl.app.experiment import build
+
+        build(TrainSpec(algo="ppo", env="msr-3", generator="flow"))
