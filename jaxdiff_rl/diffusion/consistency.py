@@ -10,7 +10,8 @@ Discretisation: N Karras levels sigma_i = (sigma_min^(1/rho) + i/(N-1) (sigma_ma
 
 Training:
 - consistency training (CT, no teacher): d(f_theta(x_0 + sigma_{n+1} z, sigma_{n+1}), sg f_theta(x_0 + sigma_n z,
-  sigma_n)) with the same z, n ~ U{0..N-2}, weight 1 / (sigma_{n+1} - sigma_n), pseudo-Huber d (c = 0.00054 sqrt(D)),
+  sigma_n)) with the same z, n drawn from iCT's discretised lognormal over the levels, weight
+  1 / (sigma_{n+1} - sigma_n), pseudo-Huber d (c = 0.00054 sqrt(D)),
   and the stop-gradient target network theta^- = theta of improved CT (no EMA teacher);
 - consistency distillation (CD): the target point is one Euler step of a teacher's probability-flow ODE,
   x_n = x_{n+1} + (sigma_n - sigma_{n+1}) (x_{n+1} - D(x_{n+1}, sigma_{n+1})) / sigma_{n+1}, with any teacher
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff_rl.diffusion.flow import FLOW_TIME_SCALE
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box
 
 __all__ = ["ConsistencyConfig", "consistency_fn", "consistency_loss", "consistency_sample", "flow_teacher",
            "karras_sigmas"]
@@ -42,7 +43,11 @@ class ConsistencyConfig:
     """Static consistency-model settings.
 
     sigma_min / sigma_max: noise range (EDM: 0.002 / 80). sigma_data: data std scale (0.5 for data in [-1, 1]).
-    rho: Karras spacing exponent (7). levels: N, discretisation of the training loss. sample_sigmas: the noise
+    rho: Karras spacing exponent (7). levels: N, discretisation of the training loss. p_mean, p_std: the
+    training pairs' levels n are drawn with p(n) proportional to the lognormal(p_mean, p_std) mass of
+    [sigma_n, sigma_{n+1}] (improved CT; a uniform n with the 1/(sigma_{n+1} - sigma_n) weight would spend the
+    weight on the lowest levels and leave the high ones, which one-step sampling starts from, untrained;
+    p_std = inf: uniform). sample_sigmas: the noise
     levels the sampler visits after the first (sigma_max) one; () is one-step sampling, (0.8,) two-step
     (the midpoint of consistency-model papers' low-dimensional experiments)."""
 
@@ -52,10 +57,14 @@ class ConsistencyConfig:
     rho: float = 7.0
     levels: int = 40
     sample_sigmas: tuple[float, ...] = ()
+    p_mean: float = -1.1
+    p_std: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"ConsistencyConfig: need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if not self.p_std > 0:
+            raise ValueError(f"ConsistencyConfig.p_std must be > 0 (inf: uniform levels), got {self.p_std}")
         if not self.sigma_data > 0:
             raise ValueError(f"ConsistencyConfig.sigma_data must be > 0, got {self.sigma_data}")
         if isinstance(self.levels, bool) or not isinstance(self.levels, int) or self.levels < 2:
@@ -70,6 +79,18 @@ class ConsistencyConfig:
     @property
     def sampling_steps(self) -> int:
         return 1 + len(self.sample_sigmas)
+
+
+def level_probabilities(config: ConsistencyConfig) -> np.ndarray:
+    """p(n) for the N - 1 training pairs (sigma_n, sigma_{n+1}), float32 [N - 1] (see `ConsistencyConfig`)."""
+    from scipy.special import erf
+
+    sig = karras_sigmas(config).astype(np.float64)
+    if not np.isfinite(config.p_std):
+        return np.full(config.levels - 1, 1.0 / (config.levels - 1), np.float32)
+    z = erf((np.log(sig) - config.p_mean) / (np.sqrt(2.0) * config.p_std))
+    p = np.maximum(np.diff(z), 1e-12)
+    return (p / p.sum()).astype(np.float32)
 
 
 def karras_sigmas(config: ConsistencyConfig) -> np.ndarray:
@@ -138,7 +159,7 @@ def consistency_loss(
     batch, dim = x0.shape
     k_n, k_z, k_drop = jax.random.split(key, 3)
     sigmas = jnp.asarray(karras_sigmas(config))
-    n = jax.random.randint(k_n, (batch,), 0, config.levels - 1)
+    n = jax.random.choice(k_n, config.levels - 1, (batch,), p=jnp.asarray(level_probabilities(config)))
     s_lo, s_hi = sigmas[n], sigmas[n + 1]
     z = jax.random.normal(k_z, x0.shape, x0.dtype)
     x_hi = x0 + s_hi[:, None] * z
@@ -204,6 +225,5 @@ def consistency_sample(
         if guide_fn is not None:
             a = a + jnp.asarray(guide_scale, a.dtype) * jax.grad(lambda y: jnp.sum(guide_fn(y, cond)))(a)
         if clip_x0 is not None:
-            clipped = jnp.clip(a, *clip_x0)
-            a = a + jax.lax.stop_gradient(clipped - a) if straight_through else clipped
+            a = clip_box(a, clip_x0, straight_through)
     return a

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box
 
 __all__ = ["FLOW_TIME_SCALE", "FLOW_ODES", "flow_matching_loss", "flow_times", "flow_sample"]
 
@@ -129,8 +129,7 @@ def flow_sample(
             v_next = vel(x_next, t_next, i + 1)
             x_next = x + (t_next - t) * 0.5 * (v + v_next)
         if clip_xt is not None:
-            clipped = jnp.clip(x_next, *clip_xt)
-            x_next = x_next + jax.lax.stop_gradient(clipped - x_next) if straight_through else clipped
+            x_next = clip_box(x_next, clip_xt, straight_through)
         return x_next, None
 
     inputs = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jnp.arange(steps))

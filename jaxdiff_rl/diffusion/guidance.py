@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["cfg_combine", "cfg_normalize", "gradient_guidance", "GuideFn"]
+__all__ = ["cfg_combine", "cfg_normalize", "gradient_guidance", "clip_box", "GuideFn"]
 
 # g(x [B, D], cond [B, C] or None) -> [B]; differentiable in x
 GuideFn = Callable[[jax.Array, jax.Array | None], jax.Array]
@@ -46,3 +46,10 @@ def gradient_guidance(
     """eps - scale sqrt(1 - abar_t) grad_x sum_b g(x_t, cond)_b. eps, x_t [B, D]; sqrt_one_minus_abar [B, 1]."""
     grad = jax.grad(lambda x: jnp.sum(guide_fn(x, cond)))(x_t)
     return eps - jnp.asarray(scale, eps.dtype) * sqrt_one_minus_abar * grad
+
+
+def clip_box(x: jax.Array, box: tuple[float, float], straight_through: bool) -> jax.Array:
+    """Clip x to [low, high]; with `straight_through` the gradient passes as identity (forward clipped), else it is
+    the clip's own (0 outside the box). Shared by every generator's action / sample box."""
+    clipped = jnp.clip(x, *box)
+    return x + jax.lax.stop_gradient(clipped - x) if straight_through else clipped

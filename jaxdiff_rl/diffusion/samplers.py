@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, gradient_guidance
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box, gradient_guidance
 from jaxdiff_rl.diffusion.schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps
 
 __all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS", "CLIP_GRADIENTS", "GUIDE_ON"]
@@ -290,10 +290,7 @@ def sample(
         if dps_step is not None:  # DPS Alg. 1: x_{t-1} = x'_{t-1} + zeta grad_{x_t} g(x0_hat(x_t))
             x_next = x_next + dps_step
         if config.clip_xt is not None:
-            clipped = jnp.clip(x_next, *config.clip_xt)
-            if config.clip_gradient == "straight_through":
-                clipped = x_next + jax.lax.stop_gradient(clipped - x_next)
-            x_next = clipped
+            x_next = clip_box(x_next, config.clip_xt, config.clip_gradient == "straight_through")
         return x_next, (x_next, x0)
 
     steps = (jnp.asarray(ts), jnp.asarray(ts_prev), step_keys, jnp.arange(len(ts)))

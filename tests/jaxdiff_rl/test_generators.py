@@ -132,6 +132,22 @@ def test_consistency_boundary_condition_and_karras_levels():
     assert c_skip == pytest.approx(1.0) and c_out == pytest.approx(0.0)  # f(x, sigma_min) = x
 
 
+def test_consistency_training_levels_follow_the_discretised_lognormal():
+    """p(n) is the lognormal(-1.1, 2.0) mass of [sigma_n, sigma_{n+1}] (scipy's CDF as the reference); uniform with
+    p_std = inf."""
+    from scipy import stats
+
+    from jaxdiff_rl.diffusion.consistency import level_probabilities
+
+    cfg = ConsistencyConfig(levels=12)
+    sig = karras_sigmas(cfg).astype(np.float64)
+    cdf = stats.lognorm(s=2.0, scale=np.exp(-1.1)).cdf(sig)
+    np.testing.assert_allclose(level_probabilities(cfg), np.diff(cdf) / np.diff(cdf).sum(), rtol=1e-4)
+    np.testing.assert_allclose(level_probabilities(ConsistencyConfig(levels=12, p_std=np.inf)), np.full(11, 1 / 11))
+    with pytest.raises(ValueError, match="p_std"):
+        ConsistencyConfig(p_std=0.0)
+
+
 def test_consistency_distillation_loss_vanishes_for_the_exact_pair_only():
     """With the exact teacher denoiser and the exact consistency function, the CD loss is the Euler step's
     discretisation error (tiny); a consistency function with a wrong mean gives a loss orders larger."""
