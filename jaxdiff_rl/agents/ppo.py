@@ -71,6 +71,11 @@ class PPOConfig:
         finetune_steps: K, only the last K kernels enter the ratio and the gradient (DPPO); None = all T (exact).
         The chain has no closed-form entropy: `entropy` reports the kernels' Gaussian entropy, a constant of
         (T, min_std), so `ent_coef` has no effect on a diffusion actor.
+        generator: "ddpm" (above) or "flow": a stochastic flow-matching policy, diffusion_steps = K Euler steps
+            of the velocity network with Gaussian noise of std `min_std` (> 0) after every step but the last
+            (ReinFlow-style), so the chain again has an exact likelihood (`diffusion.flow_chain_log_prob`); the
+            greedy action runs the noiseless ODE. Consistency models are not offered here: their one or two
+            deterministic maps have no kernel likelihood for the ratio.
     """
 
     algo: str = "ppo"
@@ -91,6 +96,7 @@ class PPOConfig:
     time_dim: int = 16
     min_std: float = 0.1
     finetune_steps: int | None = None
+    generator: str = "ddpm"
 
     def __post_init__(self) -> None:
         if self.algo not in ON_POLICY_ALGORITHMS:
@@ -112,6 +118,12 @@ class PPOConfig:
                                                 not 2 <= self.finetune_steps <= self.diffusion_steps):
             raise ValueError(f"PPOConfig.finetune_steps must be None or an integer in [2, diffusion_steps="
                              f"{self.diffusion_steps}], got {self.finetune_steps!r}")
+        if self.generator not in ("ddpm", "flow"):
+            raise ValueError(f"PPOConfig.generator must be 'ddpm' or 'flow' (a consistency map has no chain "
+                             f"likelihood for the PPO ratio), got {self.generator!r}")
+        if self.generator == "flow" and not self.min_std > 0:
+            raise ValueError(f"PPOConfig.min_std must be > 0 with generator='flow' (the kernels' noise), got "
+                             f"{self.min_std!r}")
         if self.algo == "dm_ppo" and self.actor != "diffusion":
             raise ValueError(f"PPOConfig: algo='dm_ppo' needs actor='diffusion', got {self.actor!r}")
         batch = self.num_envs * self.num_steps

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box
 
-__all__ = ["FLOW_TIME_SCALE", "FLOW_ODES", "flow_matching_loss", "flow_times", "flow_sample"]
+__all__ = ["FLOW_TIME_SCALE", "FLOW_ODES", "flow_matching_loss", "flow_times", "flow_sample", "flow_chain_log_prob"]
 
 FLOW_TIME_SCALE = 100.0
 FLOW_ODES = ("euler", "heun")
@@ -98,7 +98,9 @@ def flow_sample(
     guide_scale: jax.Array | float = 1.0,
     x_init: jax.Array | None = None,
     unroll: int | bool = True,
-) -> jax.Array:
+    noise_std: float = 0.0,
+    return_trajectory: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Integrate the learned flow from x_1 ~ N(0, I) (or `x_init`) to t = 0 in K steps: x_0 [B, D].
 
     Args:
@@ -111,27 +113,73 @@ def flow_sample(
             `SamplerConfig` (the guided velocity rescaled to the conditional one's norm in the first k steps).
         guide_fn, guide_scale: gradient guidance g(x, cond) -> [B], shifting v by -scale t grad g (eq. 11's
             "step shifted along grad Q" for the flow: the Euler step from t to t' moves x by (t - t') t scale grad g).
+        noise_std: sigma > 0 makes every step but the last a Gaussian kernel, x_{k+1} ~ N(x_k + dt v, sigma^2 I)
+            (a stochastic flow policy with an exact chain likelihood, `flow_chain_log_prob`; DM-PPO's flow actor).
+        return_trajectory: also return the chain [K + 1, B, D] (x_1 first).
     """
     if ode not in FLOW_ODES:
         raise ValueError(f"flow ode must be one of {FLOW_ODES}, got {ode!r}")
     if cfg_weight is not None and cond is None:
         raise ValueError("cfg_weight needs a condition: pass cond [B, C]")
+    if not 0.0 <= noise_std < 10.0:
+        raise ValueError(f"flow noise_std must be in [0, 10), got {noise_std!r}")
     times = flow_times(steps)
-    x = jax.random.normal(key, shape, jnp.float32) if x_init is None else x_init
+    k_init, k_steps = jax.random.split(key) if noise_std > 0 else (key, key)
+    x = jax.random.normal(k_init, shape, jnp.float32) if x_init is None else x_init
     vel = lambda x, t, i: _velocity(model_fn, x, t, cond, cfg_weight, guide_fn, guide_scale, clip_x0,
                                     cfg_normalize_steps, i)
 
     def body(x, inputs):
-        t, t_next, i = inputs
+        t, t_next, i, k = inputs
         v = vel(x, t, i)
         x_next = x + (t_next - t) * v
         if ode == "heun":
             v_next = vel(x_next, t_next, i + 1)
             x_next = x + (t_next - t) * 0.5 * (v + v_next)
+        if noise_std > 0:
+            x_next = x_next + jnp.where(i < steps - 1, noise_std, 0.0) * jax.random.normal(k, x.shape, x.dtype)
         if clip_xt is not None:
             x_next = clip_box(x_next, clip_xt, straight_through)
-        return x_next, None
+        return x_next, x_next
 
-    inputs = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jnp.arange(steps))
-    x, _ = jax.lax.scan(body, x, inputs, unroll=unroll)
-    return x
+    inputs = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jnp.arange(steps), jax.random.split(k_steps, steps))
+    x_final, xs = jax.lax.scan(body, x, inputs, unroll=unroll)
+    if return_trajectory:
+        return x_final, jnp.concatenate([x[None], xs])
+    return x_final
+
+
+def flow_chain_log_prob(
+    model_fn: Any,
+    trajectory: jax.Array,
+    cond: jax.Array | None,
+    noise_std: float,
+    clip_x0: tuple[float, float] | None = None,
+    last_steps: int | None = None,
+) -> jax.Array:
+    """Exact log-likelihood of a stochastic Euler flow chain (`flow_sample(..., noise_std=sigma)`, no ODE guidance,
+    no clip_xt): sum over the K - 1 Gaussian kernels of log N(x_{k+1}; x_k + dt v_theta(x_k, t_k), sigma^2 I)
+    (the last step is deterministic). All K network evaluations run as one batched call, so the result is
+    differentiable in the parameters. `last_steps` = L: only the last L - 1 stochastic kernels count (DPPO).
+
+    trajectory: [K + 1, B, D] (x_1 .. x_0) -> [B] (nats)."""
+    if not noise_std > 0:
+        raise ValueError("flow_chain_log_prob needs a stochastic chain (noise_std > 0)")
+    steps, batch, dim = trajectory.shape[0] - 1, trajectory.shape[1], trajectory.shape[2]
+    times = flow_times(steps)
+    t = jnp.repeat(jnp.asarray(times[:-1]), batch)  # [K * B], sampling order
+    dt = jnp.repeat(jnp.asarray(times[1:] - times[:-1]), batch)[:, None]
+    x = trajectory[:-1].reshape(steps * batch, dim)
+    target = trajectory[1:].reshape(steps * batch, dim)
+    flat_cond = None if cond is None else jnp.tile(cond, (steps, 1))
+    v = model_fn(x, FLOW_TIME_SCALE * t, flat_cond, None)
+    if clip_x0 is not None:
+        x0 = jnp.clip(x - t[:, None] * v, *clip_x0)
+        v = (x - x0) / jnp.maximum(t[:, None], 1e-6)
+    mean = x + dt * v
+    logp = jnp.sum(-0.5 * ((target - mean) / noise_std) ** 2 - np.log(noise_std) - 0.5 * np.log(2 * np.pi), -1)
+    k = jnp.repeat(jnp.arange(steps), batch)
+    counted = k < steps - 1
+    if last_steps is not None:
+        counted = counted & (k >= steps - last_steps)
+    return jnp.where(counted, logp, 0.0).reshape(steps, batch).sum(0)

@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, ValueMLP, gae, ppo_loss, validate_ppo_hparams
 from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
+from jaxdiff_rl.diffusion.flow import flow_chain_log_prob, flow_sample
 from jaxdiff_rl.diffusion.samplers import ddpm_log_prob, ddpm_trajectory_log_prob
 from jaxdiff_rl.nets import Denoiser
 from jaxdiff_rl.train.off_policy import (ActionSpec, Trainer, _flat_obs, _optimal_values, _to_env_action, action_spec,
@@ -100,8 +101,15 @@ def _model_fn(ctx: _Ctx, params: Any) -> Callable:
     return lambda x, t, cond, use_cond: ctx.denoiser.apply(params["denoiser"], x, t, cond, use_cond)
 
 
+def _flow(ctx: _Ctx) -> bool:
+    return ctx.config.generator == "flow"
+
+
 def _chain_log_prob(ctx: _Ctx, params: Any, obs: jax.Array, chain: jax.Array) -> jax.Array:
     """log pi of stored chains [B, T+1, A] (x_T .. x_0) given obs [B, obs_dim] -> [B]."""
+    if _flow(ctx):
+        return flow_chain_log_prob(_model_fn(ctx, params), jnp.swapaxes(chain, 0, 1), obs, float(ctx.config.min_std),
+                                   clip_x0=(-1.0, 1.0), last_steps=ctx.config.finetune_steps)
     return ddpm_log_prob(_model_fn(ctx, params), ctx.schedule, jnp.swapaxes(chain, 0, 1), obs, ctx.sampler,
                          last_steps=ctx.config.finetune_steps)
 
@@ -110,6 +118,8 @@ def _kernel_entropy(ctx: _Ctx) -> float:
     """Sum of the counted kernels' Gaussian entropies (the chain's entropy is intractable; this is a constant)."""
     t = np.arange(ctx.config.diffusion_steps)
     counted = (t > 0) & (t < (ctx.config.finetune_steps or ctx.config.diffusion_steps))
+    if _flow(ctx):  # K - 1 (or finetune_steps - 1) kernels of std min_std
+        return float(ctx.spec.dim * counted.sum() * (0.5 * math.log(2 * math.pi * math.e) + math.log(ctx.config.min_std)))
     std = np.maximum(np.exp(0.5 * np.asarray(ctx.schedule.posterior_log_variance_clipped)), ctx.config.min_std)
     return float(ctx.spec.dim * np.sum(np.where(counted, 0.5 * math.log(2 * math.pi * math.e) + np.log(std), 0.0)))
 
@@ -121,6 +131,13 @@ def _policy_act(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array):
         pi, value = ctx.net.apply(params, obs)
         action = pi.sample(seed=key)
         return action, action, pi.log_prob(action), value
+    if _flow(ctx):
+        x0, chain = flow_sample(key, _model_fn(ctx, params), (obs.shape[0], ctx.spec.dim), obs,
+                                steps=ctx.config.diffusion_steps, clip_x0=(-1.0, 1.0),
+                                noise_std=float(ctx.config.min_std), return_trajectory=True)
+        chain = jnp.swapaxes(chain, 0, 1)
+        log_prob = _chain_log_prob(ctx, params, obs, chain)
+        return chain, x0, log_prob, ctx.critic.apply(params["critic"], obs)
     x0, trajectory = sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
                             config=ctx.sampler)
     log_prob = ddpm_trajectory_log_prob(ctx.schedule, trajectory, ctx.sampler, ctx.config.finetune_steps)
@@ -144,6 +161,9 @@ def _policy_greedy(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array) -> ja
     """The greedy action: argmax / the Gaussian's mean; a diffusion actor's one reverse chain (as off-policy)."""
     if ctx.denoiser is None:
         return ctx.net.apply(params, obs)[0].mode()
+    if _flow(ctx):  # the noiseless ODE
+        return flow_sample(key, _model_fn(ctx, params), (obs.shape[0], ctx.spec.dim), obs,
+                           steps=ctx.config.diffusion_steps, clip_x0=(-1.0, 1.0))
     return sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
                   config=dataclasses.replace(ctx.sampler, return_trajectory=False))
 

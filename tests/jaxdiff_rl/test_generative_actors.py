@@ -4,6 +4,7 @@ entropy terms of continuous D2SAC, each against a NumPy computation of the same 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -165,9 +166,14 @@ def test_continuous_d2sac_soft_target_and_actor_loss_with_the_mixture_entropy_ma
 
 
 # --- the optimizer with few-step generators ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def msr3_data():
+@functools.lru_cache(maxsize=None)  # beyond the fixture's life: xdist may interleave modules on a worker
+def _msr3_data():
     return generate_dataset(jax.random.key(0), "msr-3", 2048), generate_dataset(jax.random.key(1), "msr-3", 512)
+
+
+@pytest.fixture
+def msr3_data():
+    return _msr3_data()
 
 
 def _train_optimizer(data, generator, steps, teacher=None):
@@ -179,9 +185,14 @@ def _train_optimizer(data, generator, steps, teacher=None):
     return opt, state
 
 
-@pytest.fixture(scope="module")
-def msr3_flow(msr3_data):
-    return _train_optimizer(msr3_data, "flow", 4)
+@functools.lru_cache(maxsize=None)
+def _msr3_flow():
+    return _train_optimizer(_msr3_data(), "flow", 4)
+
+
+@pytest.fixture
+def msr3_flow():
+    return _msr3_flow()
 
 
 def _exceed(opt, state, test, guide_scale=None):

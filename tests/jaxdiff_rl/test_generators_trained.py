@@ -2,6 +2,7 @@
 with unequal weights. 1-2 step consistency models (trained from scratch, or distilled from a flow-matching
 teacher) cover every mode with the right weights; the flow ODE with many steps matches the DDPM chain's samples."""
 
+import functools
 from functools import partial
 
 import jax
@@ -48,14 +49,21 @@ def train(gen, modes, weights, std, steps=2000, teacher=None, lr=2e-3, seed=0):
     return partial(net.apply, ema), np.asarray(losses)
 
 
-@pytest.fixture(scope="module")
-def eight():
+# cached beyond the fixture's life: under xdist a worker may interleave other modules' tests, which tears
+# module-scoped fixtures down and would retrain them
+@functools.lru_cache(maxsize=None)
+def _eight():
     flow_fn, flow_losses = train(GeneratorConfig("flow"), MODES8, np.full(8, 1 / 8), STD8)
     cd_fn, _ = train(GeneratorConfig("consistency", steps=1), MODES8, np.full(8, 1 / 8), STD8,
                      teacher=flow_teacher(flow_fn), lr=1e-3)
     ct_fn, _ = train(GeneratorConfig("consistency", steps=1), MODES8, np.full(8, 1 / 8), STD8, lr=1e-3)
     ddpm_fn, _ = train(GeneratorConfig("ddpm", steps=50, schedule="vp"), MODES8, np.full(8, 1 / 8), STD8)
     return dict(flow=flow_fn, cd=cd_fn, ct=ct_fn, ddpm=ddpm_fn, flow_losses=flow_losses)
+
+
+@pytest.fixture
+def eight():
+    return _eight()
 
 
 def nearest(x, modes):
@@ -113,12 +121,17 @@ def test_flow_ode_with_many_steps_matches_the_ddpm_and_ode_samples(eight):
     np.testing.assert_allclose(np.cov(flow.T), np.cov(ddpm.T), atol=0.15)
 
 
-@pytest.fixture(scope="module")
-def two():
+@functools.lru_cache(maxsize=None)
+def _two():
     flow_fn, _ = train(GeneratorConfig("flow"), MODES2, WEIGHTS2, STD2)
     cd_fn, _ = train(GeneratorConfig("consistency", steps=1), MODES2, WEIGHTS2, STD2, teacher=flow_teacher(flow_fn),
                      lr=1e-3)
     return dict(flow=flow_fn, cd=cd_fn)
+
+
+@pytest.fixture
+def two():
+    return _two()
 
 
 @pytest.mark.parametrize("generator,steps", [("consistency", 1), ("consistency", 2), ("flow", 20)])

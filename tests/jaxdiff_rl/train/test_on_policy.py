@@ -255,3 +255,56 @@ def test_dm_ppo_runs_with_ratio_one_and_learns_msr3_lowsnr():
         make_trainer(cfg, *gymnax.make("CartPole-v1"))
     with pytest.raises(ValueError, match="finetune_steps"):
         agents.default_config("dm_ppo", finetune_steps=9)
+
+
+def test_dm_ppo_flow_chain_log_prob_is_the_numpy_sum_of_gaussian_kernels():
+    """Flow DM-PPO: log pi = sum over the K - 1 stochastic Euler steps of log N(x_{k+1}; x_k + dt v(x_k, t_k, s),
+    min_std^2 I) with v's implied x0 = x - t v clipped to [-1, 1], recomputed in NumPy from the network."""
+    from jaxdiff_rl.diffusion.flow import FLOW_TIME_SCALE, flow_times
+    from jaxdiff_rl.train import on_policy
+
+    env, params = envs.make("msr-3")
+    for min_std, k in ((0.1, None), (0.2, 3)):
+        cfg = agents.default_config("dm_ppo", generator="flow", diffusion_steps=4, min_std=min_std, finetune_steps=k,
+                                    **TINY)
+        trainer = make_trainer(cfg, env, params)
+        state = trainer.init(jax.random.key(0), agents.default_hparams("dm_ppo"))
+        obs = np.asarray(state.obs)
+        c = on_policy._Ctx(cfg, env, trainer.spec, None,
+                           denoiser=on_policy.Denoiser(out_dim=3, cond_dim=4, hidden_dims=(16, 16), time_dim=16),
+                           critic=on_policy.ValueMLP((16, 16)))
+        chain, action, log_prob, _ = on_policy._policy_act(c, state.params, jax.random.key(1), jnp.asarray(obs))
+        chain = np.asarray(chain, np.float64)
+        np.testing.assert_allclose(np.asarray(action), chain[:, -1], rtol=1e-6)
+        times = flow_times(4).astype(np.float64)
+        ref = np.zeros(obs.shape[0])
+        for step in range(4):
+            t, dt = times[step], times[step + 1] - times[step]
+            x = chain[:, step]
+            v = np.asarray(c.denoiser.apply(state.params["denoiser"], jnp.asarray(x, jnp.float32),
+                                            jnp.float32(FLOW_TIME_SCALE * t), jnp.asarray(obs)), np.float64)
+            v = (x - np.clip(x - t * v, -1, 1)) / t
+            mean = x + dt * v
+            if step == 3:
+                np.testing.assert_allclose(chain[:, step + 1], mean, rtol=1e-4, atol=1e-5)  # deterministic last step
+            elif k is None or step >= 4 - k:
+                ref += _norm_logpdf(chain[:, step + 1], mean, min_std).sum(-1)
+        np.testing.assert_allclose(np.asarray(log_prob), ref, rtol=1e-4, atol=1e-4)
+        again = on_policy._policy_evaluate(c, state.params, jnp.asarray(obs), jnp.asarray(chain, jnp.float32))[0]
+        np.testing.assert_allclose(np.asarray(again), np.asarray(log_prob), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="generator"):
+        agents.default_config("dm_ppo", generator="consistency")
+    with pytest.raises(ValueError, match="min_std"):
+        agents.default_config("dm_ppo", generator="flow", min_std=0.0)
+
+
+def test_dm_ppo_with_a_stochastic_flow_actor_learns_msr3_lowsnr():
+    env, params = envs.make("msr-3-lowsnr")
+    cfg = agents.default_config("dm_ppo", generator="flow", diffusion_steps=3, num_envs=64, num_steps=8,
+                                 total_timesteps=64 * 8 * 64, anneal_lr=False)
+    trainer = make_trainer(cfg, env, params)
+    hp = agents.default_hparams("dm_ppo", lr=1e-3, ent_coef=0.0, gamma=0.0)
+    state, m = jax.jit(trainer.train)(jax.random.key(0), hp)
+    assert np.all(np.asarray(m["first_ratio_error"]) < 1e-5)
+    f = np.asarray(m["optimum_fraction"])
+    assert f[-5:].mean() > f[:5].mean() + 0.03, f
