@@ -5,6 +5,7 @@
     python experiments/few_step/run.py --part entropy     # continuous D2SAC with / without the entropy terms
     python experiments/few_step/run.py --part qguide      # greedy return of DM-DDPG on msr-80 at w in {0 .. 100}
     python experiments/few_step/run.py --part entropy_target   # does auto-alpha bring the entropy to its target?
+    python experiments/few_step/run.py --part ppo         # DM-PPO: DDPM chain vs a stochastic flow actor
     add --quick for a minute-long pipeline check (not a result)
 
 Each part writes results/<part>.json; README.md holds the tables. CPU-sized budgets (the same for every
@@ -51,12 +52,13 @@ RL_TASKS = {
 }
 
 
-def _spec(task: dict, generator: str, steps: int | None, quick: bool, **static) -> TrainSpec:
+def _spec(task: dict, generator: str, steps: int | None, quick: bool, logit_scale: float | None = None,
+          **static) -> TrainSpec:
     st = {**task["static"], **static}
     if quick:
         st["num_iterations"] = max(2, st["num_iterations"] // 20)
     return TrainSpec(algo=task["algo"], env=task["env"], num_seeds=2 if quick else task["seeds"], hidden=task["hidden"],
-                     diffusion_steps=steps, generator=generator, static=st, hparams=dict(task.get("hparams", {})),
+                     diffusion_steps=steps, generator=generator, logit_scale=logit_scale, static=st, hparams=dict(task.get("hparams", {})),
                      env_overrides=dict(task.get("env_overrides", {})))
 
 
@@ -85,8 +87,12 @@ def part_rl(quick: bool, tasks: list[str] | None = None) -> dict:
         if tasks and name not in tasks:
             continue
         rows = {}
-        for label, gen, steps in GENERATORS:
-            row, _ = _train_and_score(_spec(task, gen, steps, quick), task["score"], task["eval_steps"])
+        variants = [(label, gen, steps, None) for label, gen, steps in GENERATORS]
+        if name == "d2sac/aigc":  # few-step discrete actors with sharper logits (ActorConfig.logit_scale)
+            variants += [("flow-2 logit x5", "flow", 2, 5.0), ("consistency-1 logit x5", "consistency", 1, 5.0)]
+        for label, gen, steps, scale in variants:
+            row, _ = _train_and_score(_spec(task, gen, steps, quick, logit_scale=scale), task["score"],
+                                      task["eval_steps"])
             rows[label] = row
             print(f"{name:15s} {label:14s} {task['score']} {row['mean']:.4f} ± {row['std']:.4f} "
                   f"({row['train_seconds']:.0f} s)", flush=True)
@@ -219,8 +225,28 @@ def part_optimizer(quick: bool, settings: str = "quick") -> dict:
     return out
 
 
+def part_ppo(quick: bool) -> dict:
+    """DM-PPO with its DDPM chain (T = 5) vs a stochastic flow actor (K Euler steps, kernel std = min_std = 0.1)
+    on msr-3 and msr-3-lowsnr: experiments/on_policy/ppo_baselines.py's settings and runner, 8 seeds."""
+    from experiments.on_policy import ppo_baselines as pb
+
+    out: dict = {}
+    for env_name, total in (("msr-3", 200_000), ("msr-3-lowsnr", 400_000)):
+        for label, extra in (("ddpm T=5", {}), ("flow K=2", dict(generator="flow", diffusion_steps=2)),
+                             ("flow K=3", dict(generator="flow", diffusion_steps=3)),
+                             ("flow K=5", dict(generator="flow", diffusion_steps=5))):
+            name = f"dm_ppo {env_name} {label}"
+            pb.PROBLEMS[name] = (env_name, dict(algo="dm_ppo", num_envs=64, num_steps=8,
+                                                total_timesteps=total // (20 if quick else 1), **extra),
+                                 dict(lr=1e-3, ent_coef=0.0, gamma=0.0), (16, 256), "optimum_fraction")
+            row, _ = pb.run_problem(name)
+            out[name] = {k: row[k] for k in ("greedy_per_seed", "greedy_mean", "greedy_std", "env_steps_per_seed",
+                                             "run_s", "env_steps_per_s", "seeds")}
+    return out
+
+
 PARTS = {"rl": part_rl, "optimizer": part_optimizer, "entropy": part_entropy, "qguide": part_qguide,
-         "entropy_target": part_entropy_target}
+         "entropy_target": part_entropy_target, "ppo": part_ppo}
 
 
 def main() -> None:

@@ -47,6 +47,9 @@ class ActorConfig:
             "flow" (2K evaluations with Heun), sampling steps for "consistency" (1 or 2).
         generator: "ddpm" (the papers' chain), "flow" (flow-matching ODE) or "consistency" (diffusion only).
         flow_ode: "euler" or "heun" (generator="flow").
+        logit_scale: a discrete diffusion actor's logits are logit_scale x the chain's x_0 (an inverse softmax
+            temperature). The T-step DDPM chain amplifies its x0 estimates by 1/sqrt(alpha_bar) and reaches sharp
+            policies with small weights; a 1-2 step generator does not (experiments/few_step/README.md, aigc).
         schedule: "vp" | "linear" | "cosine" (generator="ddpm").
         time_dim: sinusoidal time-embedding width (diffusion only).
         output_tanh: tanh on the denoiser's output (D2SAC's reference architecture; "ddpm" only: a flow
@@ -69,6 +72,7 @@ class ActorConfig:
     clip_gradient: str = "straight_through"
     generator: str = "ddpm"
     flow_ode: str = "euler"
+    logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in ACTOR_KINDS:
@@ -80,6 +84,8 @@ class ActorConfig:
         make_schedule(self.schedule, 1)  # validates the name
         if self.generator not in GENERATORS:
             raise ValueError(f"ActorConfig.generator must be one of {GENERATORS}, got {self.generator!r}")
+        if not isinstance(self.logit_scale, (int, float)) or not 0.0 < self.logit_scale <= 100.0:
+            raise ValueError(f"ActorConfig.logit_scale must be in (0, 100], got {self.logit_scale!r}")
         if self.flow_ode not in FLOW_ODES:
             raise ValueError(f"ActorConfig.flow_ode must be one of {FLOW_ODES}, got {self.flow_ode!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
@@ -144,7 +150,7 @@ def actor_forward(
                       guide_fn=guide_fn, guide_scale=guide_scale)
         if not discrete:
             return ActorOutput(x0, None, None, x0)
-        logits = x0
+        logits = config.logit_scale * x0
     else:
         out = module.apply(params, obs)
         if config.kind == "deterministic":

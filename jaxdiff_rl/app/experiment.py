@@ -41,6 +41,7 @@ class TrainSpec:
     env: registered name; env_overrides: EnvParams fields; num_seeds, seed: runs per setting and the base seed;
     static: AgentConfig fields from STATIC_FIELDS; hidden: actor and critic widths; diffusion_steps: T (the
     chain's steps); generator: the diffusion actor's generator ("ddpm", "flow", "consistency"; None: default);
+    logit_scale: a discrete diffusion actor's inverse softmax temperature (None: 1);
     hparams: {Hparams field: value or list of values} (lists form a grid; every combination x every seed).
     """
 
@@ -55,6 +56,7 @@ class TrainSpec:
     hidden: tuple[int, ...] | None = None
     diffusion_steps: int | None = None
     generator: str | None = None
+    logit_scale: float | None = None
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +111,8 @@ def _config(spec: TrainSpec) -> AgentConfig:
         changes["diffusion_steps"] = spec.diffusion_steps
     if spec.generator is not None:
         changes["generator"] = spec.generator
+    if spec.logit_scale is not None:
+        changes["logit_scale"] = float(spec.logit_scale)
     if changes:
         actor = ActorConfig(**{**dataclasses.asdict(actor), **changes})
     critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims

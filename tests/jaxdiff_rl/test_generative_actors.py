@@ -242,3 +242,17 @@ def test_train_spec_and_cli_select_the_generator_and_the_new_static_fields():
         from jaxdiff_rl.app.experiment import build
 
         build(TrainSpec(algo="ppo", env="msr-3", generator="flow"))
+
+
+def test_logit_scale_is_an_inverse_softmax_temperature_of_discrete_diffusion_actors():
+    cfg = _config("d2sac", "flow", 2)
+    state = init_agent(jax.random.key(0), cfg, agents.default_hparams("d2sac"), OBS, 6, True)
+    obs = jax.random.normal(jax.random.key(1), (32, OBS))
+    base = actor_forward(cfg.actor, state.actor, jax.random.key(2), obs, 6, True).probs
+    hot = actor_forward(dataclasses.replace(cfg.actor, logit_scale=3.0), state.actor, jax.random.key(2), obs, 6,
+                        True).probs
+    logits = np.log(np.asarray(base, np.float64))  # softmax(x0) -> x0 up to a per-row constant
+    want = np.exp(3 * logits - logsumexp(3 * logits, axis=1, keepdims=True))
+    np.testing.assert_allclose(np.asarray(hot), want, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="logit_scale"):
+        ActorConfig(kind="diffusion", logit_scale=0.0)
