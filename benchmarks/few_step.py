@@ -10,7 +10,7 @@ actions). Generative optimizer (DiffSG: 3 x 256 Mish, T = 20 cosine, w = 500 CFG
 of one solve of 1000 instances. updates/s: one jitted gradient update (critics + actor through the whole chain +
 targets); actions/s: one jitted `act` at batch 1 (latency, a per-slot decision) and batch 1024 (throughput).
 The return / exceed ratio each generator reaches at a fixed training budget is measured by
-experiments/few_step/run.py (too long for a benchmark); its JSON is merged into the table when present.
+experiments/few_step/run.py (too long for a benchmark): experiments/few_step/results/{rl,optimizer}.json.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import envs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "few_step.json"
-EXPERIMENT = HERE.parent / "experiments" / "few_step" / "results"
 
 #: (label, generator, steps); the DDPM entry takes the agent's reference T
 GENERATORS = (("ddpm T", "ddpm", None), ("flow K=1", "flow", 1), ("flow K=2", "flow", 2),
@@ -123,10 +122,6 @@ def main() -> None:
             r["speedup"] = r["solutions_per_s"] / base
             print(f"{label:15s} {r['evaluations']:5d} {r['solutions_per_s']:10.0f} {r['speedup']:6.2f}x", flush=True)
         results["optimizer"][problem] = rows
-    for part in ("rl", "optimizer"):
-        path = EXPERIMENT / f"{part}.json"
-        if path.exists():
-            results[f"fixed_budget_{part}"] = json.loads(path.read_text())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     print(f"\nwrote {RESULTS}")
