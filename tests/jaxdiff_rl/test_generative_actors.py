@@ -18,7 +18,7 @@ from jaxdiff_rl import agents
 from jaxdiff_rl.agents import ActorConfig, sac
 from jaxdiff_rl.agents.base import act, init_agent, make_critic
 from jaxdiff_rl.agents.networks import actor_forward, actor_module
-from jaxdiff_rl.diffusion import GeneratorConfig, generate, generator_loss
+from jaxdiff_rl.diffusion import generator_loss
 from jaxdiff_rl.diffusion.entropy import MIN_VAR
 from jaxdiff_rl.optimize import GDMConfig, GDMHparams, GenerativeOptimizer
 from jaxdiff_rl.train.buffer import Batch
