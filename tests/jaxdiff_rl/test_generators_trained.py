@@ -82,24 +82,24 @@ def mmd_rbf(x, y, bandwidth=0.5):
     return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
 
 
-@pytest.mark.parametrize("model,steps,min_on_mode", [("cd", 1, 0.70), ("cd", 2, 0.78), ("ct", 1, 0.60),
-                                                     ("ct", 2, 0.70)])
-def test_one_and_two_step_consistency_cover_the_eight_modes(eight, model, steps, min_on_mode):
-    """Every mode gets 7-18% of the samples (1/8 = 12.5%), and most samples sit within 3 std of a mode (a
-    one-step sampler without consistency training puts ~0% there, see the flow K=1 check below)."""
-    x = np.asarray(generate(jax.random.key(2), GeneratorConfig("consistency", steps=steps), eight[model], (4000, 2)))
-    frac, on_mode = mode_stats(x, MODES8, STD8)
-    assert frac.min() > 0.07 and frac.max() < 0.18, frac
-    assert on_mode > min_on_mode, on_mode
-
-
-def test_one_step_flow_collapses_between_the_modes(eight):
-    """The control: one Euler step of the flow gives E[x0 | x1], blurred between the modes."""
+# The checks that share a trained model are one test each: pytest-xdist does not keep this module's tests on
+# one worker here, and every worker would train the models again.
+def test_eight_gaussians_one_and_two_step_consistency_and_the_flow_ode(eight):
+    """(a) 1-2 step consistency models (distilled, CD, and trained, CT) give every mode 7-18% of the samples
+    (1/8 = 12.5%) and put most samples within 3 std of a mode; (b) the control: one Euler step of the flow gives
+    E[x0 | x1], blurred between the modes; (c) the flow ODE with many steps matches the DDPM samples."""
+    for model, steps, min_on_mode in (("cd", 1, 0.70), ("cd", 2, 0.78), ("ct", 1, 0.60), ("ct", 2, 0.70)):
+        x = np.asarray(generate(jax.random.key(2), GeneratorConfig("consistency", steps=steps), eight[model],
+                                (4000, 2)))
+        frac, on_mode = mode_stats(x, MODES8, STD8)
+        assert frac.min() > 0.07 and frac.max() < 0.18, (model, steps, frac)
+        assert on_mode > min_on_mode, (model, steps, on_mode)
     x = np.asarray(generate(jax.random.key(2), GeneratorConfig("flow", steps=1), eight["flow"], (4000, 2)))
     assert mode_stats(x, MODES8, STD8)[1] < 0.2
+    _flow_ode_matches_ddpm(eight)
 
 
-def test_flow_ode_with_many_steps_matches_the_ddpm_and_ode_samples(eight):
+def _flow_ode_matches_ddpm(eight):
     """Flow (Heun, 25 steps = 50 evaluations) vs the DDPM chain and the DDPM model's probability-flow ODE, all
     against the target: same per-mode weights within 0.035 (4.7 binomial std of a difference at n = 4000), MMD to
     the target within 0.002 of DDPM's."""
@@ -134,14 +134,14 @@ def two():
     return _two()
 
 
-@pytest.mark.parametrize("generator,steps", [("consistency", 1), ("consistency", 2), ("flow", 20)])
-def test_distilled_consistency_reproduces_unequal_mode_weights(two, generator, steps):
+def test_distilled_consistency_reproduces_unequal_mode_weights(two):
     """Two modes with weights 0.3 / 0.7: per-mode weights within 0.03, 85% of the samples on the modes, for the
     1-2 step model distilled from the flow teacher as for the teacher itself (20 Euler steps).
     (Consistency training without a teacher covers both modes but biases the weights towards the heavier one,
     about 0.13 / 0.87 here with N = 20-80 levels: experiments/few_step/README.md.)"""
-    fn = two["cd" if generator == "consistency" else "flow"]
-    x = np.asarray(generate(jax.random.key(7), GeneratorConfig(generator, steps=steps), fn, (4000, 2)))
-    frac, on_mode = mode_stats(x, MODES2, STD2)
-    np.testing.assert_allclose(frac, WEIGHTS2, atol=0.03)
-    assert on_mode > 0.85, on_mode
+    for generator, steps in (("consistency", 1), ("consistency", 2), ("flow", 20)):
+        fn = two["cd" if generator == "consistency" else "flow"]
+        x = np.asarray(generate(jax.random.key(7), GeneratorConfig(generator, steps=steps), fn, (4000, 2)))
+        frac, on_mode = mode_stats(x, MODES2, STD2)
+        np.testing.assert_allclose(frac, WEIGHTS2, atol=0.03, err_msg=f"{generator} {steps}")
+        assert on_mode > 0.85, (generator, steps, on_mode)
