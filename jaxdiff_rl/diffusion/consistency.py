@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff_rl.diffusion.flow import FLOW_TIME_SCALE
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, cfg_pair, clip_box
 
 __all__ = ["ConsistencyConfig", "consistency_fn", "consistency_loss", "consistency_sample", "flow_teacher",
            "karras_sigmas"]
@@ -115,19 +115,13 @@ def _noise_input(sigma: jax.Array | np.floating) -> jax.Array:
     return xp.float32(0.25 * FLOW_TIME_SCALE) * xp.log(sigma)
 
 
-def _raw(model_fn, config, x, sigma, cond, use_cond):
-    """(c_skip [.,1], c_out [.,1], F [B, D]) at sigma (scalar or [B])."""
-    c_skip, c_out, c_in = _coefficients(config, sigma)
-    col = (lambda a: a) if jnp.ndim(sigma) == 0 else (lambda a: a[:, None])
-    out = model_fn(col(c_in) * x, _noise_input(sigma), cond, use_cond)
-    return col(c_skip), col(c_out), out
-
-
 def consistency_fn(model_fn: Any, config: ConsistencyConfig, x: jax.Array, sigma: jax.Array, cond: Any = None,
                    use_cond: Any = None) -> jax.Array:
     """f(x [B, D], sigma scalar or [B]) -> x0 estimate [B, D] (see the module docstring)."""
-    c_skip, c_out, out = _raw(model_fn, config, x, sigma, cond, use_cond)
-    return c_skip * x + c_out * out
+    c_skip, c_out, c_in = _coefficients(config, sigma)
+    if jnp.ndim(sigma) == 1:  # one level per row
+        c_skip, c_out, c_in = c_skip[:, None], c_out[:, None], c_in[:, None]
+    return c_skip * x + c_out * model_fn(c_in * x, _noise_input(sigma), cond, use_cond)
 
 
 def flow_teacher(velocity_fn: Any) -> Teacher:
@@ -212,15 +206,14 @@ def consistency_sample(
         else:
             x = a + np.sqrt(sigma**2 - config.sigma_min**2) * jax.random.normal(keys[i], shape, jnp.float32)
         s = np.float32(sigma)
+        c_skip, c_out, c_in = _coefficients(config, s)
         if cfg_weight is None:
-            c_skip, c_out, out = _raw(model_fn, config, x, s, cond, None)
+            out = model_fn(c_in * x, _noise_input(s), cond, None)
         else:
-            b = x.shape[0]
-            c_skip, c_out, both = _raw(model_fn, config, jnp.concatenate([x, x]), s, jnp.concatenate([cond, cond]),
-                                       jnp.concatenate([jnp.ones(b, bool), jnp.zeros(b, bool)]))
-            out = cfg_combine(both[:b], both[b:], cfg_weight)
+            out_cond, out_uncond = cfg_pair(model_fn, c_in * x, _noise_input(s), cond)
+            out = cfg_combine(out_cond, out_uncond, cfg_weight)
             if i < cfg_normalize_steps:
-                out = cfg_normalize(out, both[:b])
+                out = cfg_normalize(out, out_cond)
         a = c_skip * x + c_out * out
         if guide_fn is not None:
             a = a + jnp.asarray(guide_scale, a.dtype) * jax.grad(lambda y: jnp.sum(guide_fn(y, cond)))(a)

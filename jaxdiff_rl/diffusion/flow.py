@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, cfg_pair, clip_box
 
-__all__ = ["FLOW_TIME_SCALE", "FLOW_ODES", "flow_matching_loss", "flow_times", "flow_sample", "flow_chain_log_prob"]
+__all__ = ["FLOW_TIME_SCALE", "FLOW_ODES", "flow_matching_loss", "flow_times", "flow_sample", "flow_chain_log_prob",
+           "flow_trajectory_log_prob"]
 
 FLOW_TIME_SCALE = 100.0
 FLOW_ODES = ("euler", "heun")
@@ -58,16 +59,15 @@ def flow_times(steps: int) -> np.ndarray:
     return np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
 
 
-def _velocity(model_fn, x, t, cond, cfg_weight, guide_fn, guide_scale, clip_x0, cfg_normalize_steps, step):
-    """Guided velocity [B, D] at (x [B, D], scalar time t)."""
+def _velocity(model_fn, x, t, cond, cfg_weight=None, guide_fn=None, guide_scale=1.0, clip_x0=None,
+              cfg_normalize_steps=0, step=0):
+    """Guided velocity [B, D] at (x [B, D], time t: a scalar shared by the rows, or [B])."""
     tt = jnp.asarray(FLOW_TIME_SCALE, jnp.float32) * t
+    t = t[:, None] if jnp.ndim(t) == 1 else t
     if cfg_weight is None:
         v = model_fn(x, tt, cond, None)
     else:
-        n = x.shape[0]
-        both = model_fn(jnp.concatenate([x, x]), tt, jnp.concatenate([cond, cond]),
-                        jnp.concatenate([jnp.ones(n, bool), jnp.zeros(n, bool)]))
-        v_cond, v_uncond = both[:n], both[n:]
+        v_cond, v_uncond = cfg_pair(model_fn, x, tt, cond)
         v = cfg_combine(v_cond, v_uncond, cfg_weight)
         if cfg_normalize_steps > 0:
             v = jnp.where(step < cfg_normalize_steps, cfg_normalize(v, v_cond), v)
@@ -115,7 +115,9 @@ def flow_sample(
             "step shifted along grad Q" for the flow: the Euler step from t to t' moves x by (t - t') t scale grad g).
         noise_std: sigma > 0 makes every step but the last a Gaussian kernel, x_{k+1} ~ N(x_k + dt v, sigma^2 I)
             (a stochastic flow policy with an exact chain likelihood, `flow_chain_log_prob`; DM-PPO's flow actor).
-        return_trajectory: also return the chain [K + 1, B, D] (x_1 first).
+        return_trajectory: also return {"x": the chain [K + 1, B, D] (x_1 first), "mean": each step's kernel mean
+            [K, B, D] (before the noise)}, from which `flow_trajectory_log_prob` scores the chain without calling
+            the network again.
     """
     if ode not in FLOW_ODES:
         raise ValueError(f"flow ode must be one of {FLOW_ODES}, got {ode!r}")
@@ -136,17 +138,40 @@ def flow_sample(
         if ode == "heun":
             v_next = vel(x_next, t_next, i + 1)
             x_next = x + (t_next - t) * 0.5 * (v + v_next)
+        mean = x_next
         if noise_std > 0:
             x_next = x_next + jnp.where(i < steps - 1, noise_std, 0.0) * jax.random.normal(k, x.shape, x.dtype)
         if clip_xt is not None:
             x_next = clip_box(x_next, clip_xt, straight_through)
-        return x_next, x_next
+        return x_next, (x_next, mean)
 
     inputs = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jnp.arange(steps), jax.random.split(k_steps, steps))
-    x_final, xs = jax.lax.scan(body, x, inputs, unroll=unroll)
+    x_final, (xs, means) = jax.lax.scan(body, x, inputs, unroll=unroll)
     if return_trajectory:
-        return x_final, jnp.concatenate([x[None], xs])
+        return x_final, {"x": jnp.concatenate([x[None], xs]), "mean": means}
     return x_final
+
+
+def _kernel_log_prob(target: jax.Array, mean: jax.Array, noise_std: float, last_steps: int | None) -> jax.Array:
+    """Sum of log N(target_k; mean_k, noise_std^2 I) over the stochastic steps k < K - 1 (with `last_steps` = L,
+    only k >= K - L). target, mean [K, B, D] -> [B] (nats)."""
+    if not noise_std > 0:
+        raise ValueError("a flow chain likelihood needs a stochastic chain (noise_std > 0)")
+    steps = target.shape[0]
+    logp = jnp.sum(-0.5 * ((target - mean) / noise_std) ** 2 - np.log(noise_std) - 0.5 * np.log(2 * np.pi), -1)
+    k = np.arange(steps)
+    counted = k < steps - 1
+    if last_steps is not None:
+        counted = counted & (k >= steps - last_steps)
+    return jnp.sum(jnp.where(jnp.asarray(counted)[:, None], logp, 0.0), axis=0)
+
+
+def flow_trajectory_log_prob(trajectory: dict[str, jax.Array], noise_std: float,
+                             last_steps: int | None = None) -> jax.Array:
+    """`flow_chain_log_prob` of a chain just drawn by `flow_sample(..., noise_std, return_trajectory=True)`, from
+    the kernel means the sampler recorded (no network evaluation; equal to `flow_chain_log_prob` under the
+    sampling parameters, but not differentiable in them). {"x": [K + 1, B, D], "mean": [K, B, D]} -> [B]."""
+    return _kernel_log_prob(trajectory["x"][1:], trajectory["mean"], noise_std, last_steps)
 
 
 def flow_chain_log_prob(
@@ -163,23 +188,11 @@ def flow_chain_log_prob(
     differentiable in the parameters. `last_steps` = L: only the last L - 1 stochastic kernels count (DPPO).
 
     trajectory: [K + 1, B, D] (x_1 .. x_0) -> [B] (nats)."""
-    if not noise_std > 0:
-        raise ValueError("flow_chain_log_prob needs a stochastic chain (noise_std > 0)")
     steps, batch, dim = trajectory.shape[0] - 1, trajectory.shape[1], trajectory.shape[2]
     times = flow_times(steps)
     t = jnp.repeat(jnp.asarray(times[:-1]), batch)  # [K * B], sampling order
     dt = jnp.repeat(jnp.asarray(times[1:] - times[:-1]), batch)[:, None]
     x = trajectory[:-1].reshape(steps * batch, dim)
-    target = trajectory[1:].reshape(steps * batch, dim)
     flat_cond = None if cond is None else jnp.tile(cond, (steps, 1))
-    v = model_fn(x, FLOW_TIME_SCALE * t, flat_cond, None)
-    if clip_x0 is not None:
-        x0 = jnp.clip(x - t[:, None] * v, *clip_x0)
-        v = (x - x0) / jnp.maximum(t[:, None], 1e-6)
-    mean = x + dt * v
-    logp = jnp.sum(-0.5 * ((target - mean) / noise_std) ** 2 - np.log(noise_std) - 0.5 * np.log(2 * np.pi), -1)
-    k = jnp.repeat(jnp.arange(steps), batch)
-    counted = k < steps - 1
-    if last_steps is not None:
-        counted = counted & (k >= steps - last_steps)
-    return jnp.where(counted, logp, 0.0).reshape(steps, batch).sum(0)
+    mean = x + dt * _velocity(model_fn, x, t, flat_cond, clip_x0=clip_x0)
+    return _kernel_log_prob(trajectory[1:], mean.reshape(steps, batch, dim), noise_std, last_steps)

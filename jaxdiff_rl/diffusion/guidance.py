@@ -16,10 +16,19 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["cfg_combine", "cfg_normalize", "gradient_guidance", "clip_box", "GuideFn"]
+__all__ = ["cfg_pair", "cfg_combine", "cfg_normalize", "gradient_guidance", "clip_box", "GuideFn"]
 
 # g(x [B, D], cond [B, C] or None) -> [B]; differentiable in x
 GuideFn = Callable[[jax.Array, jax.Array | None], jax.Array]
+
+
+def cfg_pair(model_fn: Callable, x: jax.Array, t: jax.Array, cond: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The conditional and unconditional predictions [B, D] each, from one call on the doubled batch (the second
+    half with use_cond False, i.e. the learned null condition). x [B, D]; t scalar (shared) or [B]; cond [B, C]."""
+    n = x.shape[0]
+    both = model_fn(jnp.concatenate([x, x]), t if jnp.ndim(t) == 0 else jnp.concatenate([t, t]),
+                    jnp.concatenate([cond, cond]), jnp.concatenate([jnp.ones(n, bool), jnp.zeros(n, bool)]))
+    return both[:n], both[n:]
 
 
 def cfg_combine(eps_cond: jax.Array, eps_uncond: jax.Array, weight: jax.Array | float) -> jax.Array:

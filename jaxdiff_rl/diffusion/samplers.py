@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, clip_box, gradient_guidance
+from jaxdiff_rl.diffusion.guidance import GuideFn, cfg_combine, cfg_normalize, cfg_pair, clip_box, gradient_guidance
 from jaxdiff_rl.diffusion.schedules import Schedule, extract, predict_eps_from_x0, predict_x0_from_eps
 
 __all__ = ["SamplerConfig", "ModelFn", "sample", "ddpm_log_prob", "METHODS", "CLIP_GRADIENTS", "GUIDE_ON"]
@@ -151,14 +151,8 @@ def _predict(
     def unguided(x: jax.Array) -> jax.Array:
         if cfg_weight is None:
             return to_eps(model_fn(x, t, cond, None), x, t)
-        n = x.shape[0]
-        both = model_fn(
-            jnp.concatenate([x, x]),
-            t if t.ndim == 0 else jnp.concatenate([t, t]),
-            jnp.concatenate([cond, cond]),
-            jnp.concatenate([jnp.ones(n, bool), jnp.zeros(n, bool)]),
-        )
-        eps_cond, eps_uncond = to_eps(both[:n], x, t), to_eps(both[n:], x, t)
+        out_cond, out_uncond = cfg_pair(model_fn, x, t, cond)
+        eps_cond, eps_uncond = to_eps(out_cond, x, t), to_eps(out_uncond, x, t)
         eps = cfg_combine(eps_cond, eps_uncond, cfg_weight)
         if config.cfg_normalize_steps > 0:
             early = (step_index < config.cfg_normalize_steps)[:, None]

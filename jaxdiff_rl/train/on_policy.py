@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxdiff_rl.agents.ppo import ActorCritic, PPOConfig, PPOHparams, ValueMLP, gae, ppo_loss, validate_ppo_hparams
 from jaxdiff_rl.diffusion import SamplerConfig, make_schedule, sample
-from jaxdiff_rl.diffusion.flow import flow_chain_log_prob, flow_sample
+from jaxdiff_rl.diffusion.flow import flow_chain_log_prob, flow_sample, flow_trajectory_log_prob
 from jaxdiff_rl.diffusion.samplers import ddpm_log_prob, ddpm_trajectory_log_prob
 from jaxdiff_rl.nets import Denoiser
 from jaxdiff_rl.train.off_policy import (ActionSpec, Trainer, _flat_obs, _optimal_values, _to_env_action, action_spec,
@@ -132,12 +132,11 @@ def _policy_act(ctx: _Ctx, params: Any, key: jax.Array, obs: jax.Array):
         action = pi.sample(seed=key)
         return action, action, pi.log_prob(action), value
     if _flow(ctx):
-        x0, chain = flow_sample(key, _model_fn(ctx, params), (obs.shape[0], ctx.spec.dim), obs,
-                                steps=ctx.config.diffusion_steps, clip_x0=(-1.0, 1.0),
-                                noise_std=float(ctx.config.min_std), return_trajectory=True)
-        chain = jnp.swapaxes(chain, 0, 1)
-        log_prob = _chain_log_prob(ctx, params, obs, chain)
-        return chain, x0, log_prob, ctx.critic.apply(params["critic"], obs)
+        x0, trajectory = flow_sample(key, _model_fn(ctx, params), (obs.shape[0], ctx.spec.dim), obs,
+                                     steps=ctx.config.diffusion_steps, clip_x0=(-1.0, 1.0),
+                                     noise_std=float(ctx.config.min_std), return_trajectory=True)
+        log_prob = flow_trajectory_log_prob(trajectory, float(ctx.config.min_std), ctx.config.finetune_steps)
+        return jnp.swapaxes(trajectory["x"], 0, 1), x0, log_prob, ctx.critic.apply(params["critic"], obs)
     x0, trajectory = sample(key, _model_fn(ctx, params), ctx.schedule, (obs.shape[0], ctx.spec.dim), cond=obs,
                             config=ctx.sampler)
     log_prob = ddpm_trajectory_log_prob(ctx.schedule, trajectory, ctx.sampler, ctx.config.finetune_steps)
