@@ -102,7 +102,7 @@ def part_rl(quick: bool, tasks: list[str] | None = None) -> dict:
 
 def part_qguide(quick: bool) -> dict:
     """Train DM-DDPG (DDPM actor) on msr-80 once, then evaluate its greedy policy with Q-gradient guided
-    denoising at w in {0, 0.1, 1} (q_guidance is static, so a second trainer with it on reads the same state)."""
+    denoising at w in {0, 0.1, 1, 10, 100} (q_guidance is static, so a second trainer with it on reads the same state)."""
     task = RL_TASKS["dm_ddpg/msr-80"]
     spec = _spec(task, "ddpm", None, quick)
     row, (res, hp) = _train_and_score(spec, task["score"], task["eval_steps"])
@@ -183,7 +183,8 @@ def part_optimizer(quick: bool, settings: str = "quick") -> dict:
     """Single-sample exceed ratio of the generative optimizer (DiffSG's metric) per generator, at the DiffSG
     reproduction's quick settings, for the CFG weights w = 0 and DiffSG's 500. Consistency models are trained by
     consistency training (no teacher) and by distillation (CD) from the flow-10 models."""
-    from experiments.diffsg.common import MEDIUM, QUICK, exceed_ratios, gdm_config, load_data, train_gdm_seeds
+    from experiments.diffsg.common import (MEDIUM, QUICK, exceed_ratios, finite_mean, gdm_config, load_data,
+                                           train_gdm_seeds)
     from jaxdiff_rl.optimize import GDMHparams, GenerativeOptimizer
 
     base = {"quick": QUICK, "medium": MEDIUM}[settings]
@@ -216,7 +217,7 @@ def part_optimizer(quick: bool, settings: str = "quick") -> dict:
                 hw = hp.replace(cfg_weight=w)
                 ratios = [exceed_ratios(problem, opt, jax.tree_util.tree_map(lambda a: a[i], states), test, hw,
                                         jax.random.key(7)) for i in range(s["seeds"])]
-                means = [float(np.mean(r[np.isfinite(r)])) for r in ratios]
+                means = [finite_mean(r) for r in ratios]
                 row[f"w={w:g}"] = {"per_seed": means, "mean": float(np.mean(means)), "std": float(np.std(means))}
             rows[label] = row
             print(f"{problem:7s} {label:14s} exceed w=0 {row['w=0']['mean']:.4f}  w=500 {row['w=500']['mean']:.4f}"

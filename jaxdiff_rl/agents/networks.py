@@ -8,9 +8,10 @@ the environment's Box), discrete actions as integers in [0, A). Actor kinds:
 - "categorical": softmax policy over A actions (discrete SAC);
 - "diffusion": the shared `Denoiser` conditioned on the state, run by the shared generator
   (`jaxdiff_rl.diffusion.generate`, fresh noise per call): a T-step DDPM chain (default), a K-step flow ODE
-  (`generator="flow"`) or a 1-2 step consistency model (`generator="consistency"`). Continuous: the chain's x_0, clipped to [-1, 1] at every step (gradients pass
-  the clip straight through by default, `ActorConfig.clip_gradient`). Discrete
-  (D2SAC): x_0 are action logits, probabilities softmax(x_0). Gradients flow through all T steps.
+  (`generator="flow"`) or a 1-2 step consistency model (`generator="consistency"`). Continuous: the chain's x_0,
+  clipped to [-1, 1] at every step (gradients pass the clip straight through by default,
+  `ActorConfig.clip_gradient`). Discrete (D2SAC): x_0 are action logits, probabilities
+  softmax(logit_scale x_0). Gradients flow through every step of the chain.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class ActorConfig:
             raise ValueError(f"ActorConfig.flow_ode must be one of {FLOW_ODES}, got {self.flow_ode!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
             raise ValueError(f"ActorConfig.clip_gradient must be one of {CLIP_GRADIENTS}, got {self.clip_gradient!r}")
-
 
     @property
     def generator_config(self) -> GeneratorConfig:
