@@ -1,7 +1,8 @@
 """Agents, one file each. Off-policy: SAC (continuous and discrete), TD3, DDPG and their diffusion versions
 D2SAC, DM-TD3, DM-DDPG; each module exposes `default_config`, `default_hparams` and `update`. On-policy: PPO and
-A2C (`ppo.py`: `PPOConfig`, `PPOHparams`, the losses). `make_train` (in `jaxdiff_rl.train`) turns any of them
-into one jittable `train(key, hparams)`."""
+A2C (`ppo.py`: `PPOConfig`, `PPOHparams`, the losses). Offline (`offline_base.py`: `OfflineConfig`,
+`OfflineHparams`): BC, TD3+BC, IQL, Diffusion-QL (with EDP's action approximation) and flow Q-learning (FQL).
+`make_train` (in `jaxdiff_rl.train`) turns any of them into one jittable `train(key, hparams)`."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from types import ModuleType
 from typing import Any
 
 from jaxdiff_rl.agents import d2sac, ddpg, dm_ddpg, dm_td3, ppo, sac, td3
-from jaxdiff_rl.agents import base
+from jaxdiff_rl.agents import bc, diffusion_ql, fql, iql, td3_bc
+from jaxdiff_rl.agents import base, offline_base
 from jaxdiff_rl.agents.base import ALGORITHMS, AgentConfig, AgentState, Hparams, act, init_agent
 from jaxdiff_rl.agents.networks import ActorConfig
+from jaxdiff_rl.agents.offline_base import OFFLINE_ALGORITHMS, OfflineConfig, OfflineHparams
 from jaxdiff_rl.agents.ppo import ON_POLICY_ALGORITHMS, PPOConfig, PPOHparams
 
-__all__ = ["ALGORITHMS", "ON_POLICY_ALGORITHMS", "PPOConfig", "PPOHparams", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
+__all__ = ["ALGORITHMS", "ON_POLICY_ALGORITHMS", "OFFLINE_ALGORITHMS", "OfflineConfig", "OfflineHparams", "PPOConfig", "PPOHparams", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
            "default_config", "default_hparams", "validate_hparams"]
 
 _MODULES: dict[str, ModuleType] = {
     "sac": sac, "d2sac": d2sac, "td3": td3, "ddpg": ddpg, "dm_td3": dm_td3, "dm_ddpg": dm_ddpg,
+    "bc": bc, "td3_bc": td3_bc, "iql": iql, "diffusion_ql": diffusion_ql, "fql": fql,
 }
 
 
@@ -31,7 +35,7 @@ def module(algo: str) -> ModuleType:
     return _MODULES[algo]
 
 
-def default_config(algo: str, /, **overrides: Any) -> AgentConfig | PPOConfig:
+def default_config(algo: str, /, **overrides: Any) -> AgentConfig | PPOConfig | OfflineConfig:
     """The algorithm's reference static settings with `overrides` replaced (validated). An `algo` override
     keeps these defaults under another name (e.g. the discrete-SAC baseline with D2SAC's settings).
     On-policy algorithms ("ppo", "a2c") give a `PPOConfig`."""
@@ -49,6 +53,8 @@ def validate_hparams(hparams: Hparams | PPOHparams) -> Hparams | PPOHparams:
     stacked values); ValueError names the field and the range, TypeError for any other type."""
     if isinstance(hparams, PPOHparams):
         return ppo.validate_ppo_hparams(hparams)
+    if isinstance(hparams, OfflineHparams):
+        return offline_base.validate_offline_hparams(hparams)
     return base.validate_hparams(hparams)
 
 
@@ -56,4 +62,6 @@ def default_hparams(algo: str, /, **overrides: Any) -> Hparams | PPOHparams:
     """The algorithm's reference hyperparameters with `overrides` replaced (validated)."""
     if algo in ON_POLICY_ALGORITHMS:
         return ppo.default_hparams(algo, **overrides)
+    if algo in OFFLINE_ALGORITHMS:
+        return offline_base.validate_offline_hparams(module(algo).default_hparams(**overrides))
     return validate_hparams(module(algo).default_hparams(**overrides))
