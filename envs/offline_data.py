@@ -115,13 +115,19 @@ class OfflineDataset:
                               metadata={**self.metadata, **metadata})
 
     def episode_returns(self) -> np.ndarray:
-        """Undiscounted returns of the complete episodes (in storage order; needs transitions stored
-        episode-contiguously, as `collect` and D4RL do)."""
-        ends = np.flatnonzero(self.terminals | self.truncations)
-        if ends.size == 0:
-            return np.zeros(0, np.float32)
-        sums = np.cumsum(self.rewards, dtype=np.float64)[ends]
-        return np.diff(np.concatenate([[0.0], sums])).astype(np.float32)
+        """Undiscounted returns of the complete episodes (those that end with a terminal or a truncation), in
+        storage order. Transitions must be stored episode-contiguously; a dataset from `collect` is split into its
+        environments' lanes first (metadata "num_steps"), so a lane's unfinished last episode is not counted."""
+        lane = int(self.metadata.get("num_steps") or self.size)
+        lanes = self.size // lane if self.size % lane == 0 else 1
+        lane = self.size // lanes
+        out = []
+        for i in range(lanes):
+            rewards = self.rewards[i * lane:(i + 1) * lane].astype(np.float64)
+            ends = np.flatnonzero((self.terminals | self.truncations)[i * lane:(i + 1) * lane])
+            if ends.size:
+                out.append(np.diff(np.concatenate([[0.0], np.cumsum(rewards)[ends]])))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
     def save(self, path: str | Path) -> Path:
         """Write `<path>` (.npz, compressed) with the schema tag and the metadata as JSON."""

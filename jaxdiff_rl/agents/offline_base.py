@@ -284,7 +284,7 @@ def actor_vectors(key: jax.Array, config: OfflineConfig, state: OfflineState, ac
 
 def clip_by_norm(grads: Any, max_norm: jax.Array) -> tuple[Any, jax.Array]:
     """Scale `grads` to global norm <= max_norm (traced; 0 = no clipping). Returns (grads, the norm before)."""
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     scale = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / (norm + 1e-6)), 1.0)
     return jax.tree_util.tree_map(lambda g: g * scale, grads), norm
 
