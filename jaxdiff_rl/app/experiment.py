@@ -16,7 +16,8 @@ import numpy as np
 
 import envs
 from jaxdiff_rl import agents
-from jaxdiff_rl.agents import ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams, PPOConfig, PPOHparams
+from jaxdiff_rl.agents import (OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams,
+                               OfflineConfig, OfflineHparams, PPOConfig, PPOHparams)
 from jaxdiff_rl.app.runner import RunResult, restore_latest, run
 from jaxdiff_rl.train.sweep import grid, with_seeds
 from jaxdiff_rl.train import Trainer, make_trainer
@@ -26,10 +27,15 @@ __all__ = ["TrainSpec", "build", "train_spec", "evaluate_spec", "STATIC_FIELDS",
 STATIC_FIELDS = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
                  "n_step", "learning_starts", "action_candidates", "q_guidance", "entropy_samples",
                  "entropy_components", "auto_alpha", "entropy_in_target", "target_entropy",
-                 "num_steps", "total_timesteps", "update_epochs", "num_minibatches")  # the last four: on-policy
+                 "num_steps", "total_timesteps", "update_epochs", "num_minibatches",  # on-policy
+                 "eval_steps", "edp")  # offline
+OFFLINE_STATIC = ("num_envs", "updates_per_iter", "num_iterations", "batch_size", "action_candidates", "eval_steps",
+                  "edp")
 OFF_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(Hparams))
 ON_POLICY_HPARAMS = tuple(f.name for f in dataclasses.fields(PPOHparams))
-HPARAM_FIELDS = OFF_POLICY_HPARAMS + tuple(f for f in ON_POLICY_HPARAMS if f not in OFF_POLICY_HPARAMS)
+OFFLINE_HPARAMS = tuple(f.name for f in dataclasses.fields(OfflineHparams))
+HPARAM_FIELDS = OFF_POLICY_HPARAMS + tuple(f for f in ON_POLICY_HPARAMS if f not in OFF_POLICY_HPARAMS) + tuple(
+    f for f in OFFLINE_HPARAMS if f not in OFF_POLICY_HPARAMS and f not in ON_POLICY_HPARAMS)
 
 
 @dataclasses.dataclass
@@ -43,6 +49,8 @@ class TrainSpec:
     chain's steps); generator: the diffusion actor's generator ("ddpm", "flow", "consistency"; None: default);
     logit_scale: a discrete diffusion actor's inverse softmax temperature (None: 1);
     hparams: {Hparams field: value or list of values} (lists form a grid; every combination x every seed).
+    dataset: an offline dataset (.npz, `envs.offline_data`) for the offline algorithms (bc, td3_bc, iql,
+    diffusion_ql, fql); env defaults to the dataset's (its metadata "env") when left at "".
     """
 
     algo: str = "d2sac"
@@ -58,6 +66,7 @@ class TrainSpec:
     generator: str | None = None
     logit_scale: float | None = None
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,10 +107,7 @@ def _on_policy_config(spec: TrainSpec, discrete: bool) -> PPOConfig:
     return agents.default_config(spec.algo, **overrides)
 
 
-def _config(spec: TrainSpec) -> AgentConfig:
-    base = spec.base or spec.algo
-    config = agents.default_config(base, algo=spec.algo, **spec.static)
-    actor = config.actor
+def _actor_changes(spec: TrainSpec, actor: ActorConfig) -> ActorConfig:
     changes: dict[str, Any] = {}
     if spec.actor_kind is not None:
         changes["kind"] = spec.actor_kind
@@ -113,10 +119,40 @@ def _config(spec: TrainSpec) -> AgentConfig:
         changes["generator"] = spec.generator
     if spec.logit_scale is not None:
         changes["logit_scale"] = float(spec.logit_scale)
-    if changes:
-        actor = ActorConfig(**{**dataclasses.asdict(actor), **changes})
+    return ActorConfig(**{**dataclasses.asdict(actor), **changes}) if changes else actor
+
+
+def _config(spec: TrainSpec) -> AgentConfig:
+    base = spec.base or spec.algo
+    config = agents.default_config(base, algo=spec.algo, **spec.static)
     critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims
-    return config.replace(actor=actor, critic_hidden_dims=critic)
+    return config.replace(actor=_actor_changes(spec, config.actor), critic_hidden_dims=critic)
+
+
+def _offline_config(spec: TrainSpec, discrete: bool) -> OfflineConfig:
+    if spec.base is not None and spec.base != spec.algo:
+        raise ValueError(f"base={spec.base!r}: {spec.algo} takes its own defaults")
+    bad = sorted(set(spec.static) - set(OFFLINE_STATIC))
+    if bad:
+        raise ValueError(f"{spec.algo} is offline: {bad} are not its settings (valid: {list(OFFLINE_STATIC)})")
+    config = agents.default_config(spec.algo, **({"discrete": discrete} if spec.algo == "iql" else {}),
+                                   **spec.static)
+    critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims
+    return config.replace(actor=_actor_changes(spec, config.actor), critic_hidden_dims=critic)
+
+
+def load_offline_dataset(spec: TrainSpec) -> tuple[Any, str]:
+    """(the spec's dataset, the env name to train in: spec.env, else the dataset's metadata "env")."""
+    from envs.offline_data import OfflineDataset
+
+    if spec.dataset is None:
+        raise ValueError(f"{spec.algo} is an offline algorithm: give a dataset (--dataset PATH, made by "
+                         f"`jaxdiff-rl dataset collect`)")
+    data = OfflineDataset.load(spec.dataset)
+    env = spec.env or data.metadata.get("env")
+    if not env:
+        raise ValueError(f"{spec.dataset}: the dataset names no environment; pass --env")
+    return data, env
 
 
 def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, float]]]:
@@ -126,28 +162,36 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     Raises ValueError (unknown algorithm/env/field, values out of range) before anything compiles."""
     if spec.num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {spec.num_seeds}")
-    env, env_params = make_env(spec.env, **spec.env_overrides)
+    offline = spec.algo in OFFLINE_ALGORITHMS
+    dataset, env_name = load_offline_dataset(spec) if offline else (None, spec.env)
+    if spec.dataset is not None and not offline:
+        raise ValueError(f"dataset: {spec.algo} collects its own data; the offline algorithms are "
+                         f"{list(OFFLINE_ALGORITHMS)}")
+    env, env_params = make_env(env_name, **spec.env_overrides)
     unknown = set(spec.static) - set(STATIC_FIELDS)
     if unknown:
         raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
     on_policy = spec.algo in ON_POLICY_ALGORITHMS
+    discrete = hasattr(env.action_space(env_params), "n")
     if on_policy:
-        config = _on_policy_config(spec, hasattr(env.action_space(env_params), "n"))
+        config = _on_policy_config(spec, discrete)
+    elif offline:
+        config = _offline_config(spec, discrete)
     else:
         config = _config(spec)
-    valid = ON_POLICY_HPARAMS if on_policy else OFF_POLICY_HPARAMS
+    valid = ON_POLICY_HPARAMS if on_policy else OFFLINE_HPARAMS if offline else OFF_POLICY_HPARAMS
     unknown = set(spec.hparams) - set(valid)
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for {spec.algo}; valid: {list(valid)}")
     scalars = {k: v for k, v in spec.hparams.items() if not isinstance(v, (list, tuple))}
     lists = {k: list(v) for k, v in spec.hparams.items() if isinstance(v, (list, tuple))}
-    base_hp = agents.default_hparams(spec.algo if on_policy else (spec.base or spec.algo),
+    base_hp = agents.default_hparams(spec.algo if on_policy or offline else (spec.base or spec.algo),
                                      **{k: float(v) for k, v in scalars.items()})
     hp = grid(base_hp, **lists)
     agents.validate_hparams(hp)
     settings = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())] or [{}]
     keys, hp = with_seeds(hp, spec.num_seeds, spec.seed)
-    return make_trainer(config, env, env_params), keys, hp, settings
+    return make_trainer(config, env, env_params, dataset), keys, hp, settings
 
 
 def train_spec(spec: TrainSpec, out_dir: str | Path | None = None, chunk_iterations: int | None = None,
