@@ -66,6 +66,9 @@ class AgentConfig:
             `entropy_in_target`) and in the actor loss (-mean_n Q_min(s, a_n) - alpha H_hat(s)); `auto_alpha`
             tunes alpha towards `target_entropy` (default -A). Costs N chains per state in the target and the
             actor loss. 0: no entropy for continuous diffusion actors (the GDMOPT / D2SAC reference).
+        synthetic: diffusion-generated transitions mixed into every minibatch (seed 000 eq. 22; a
+            `jaxdiff_rl.train.synthetic.MixConfig`: the generated fraction, pool size, refit period), or None.
+            Needs n_step = 1 (a generated transition has no n-step context).
         action_candidates: N >= 1; with N > 1 a stochastic continuous actor acts (in training and greedily) by
             drawing N actions per state and taking the one the critic's min-Q ranks highest (`best_of_n`; the
             exploration noise is applied after the pick). Costs N actor forwards per environment step.
@@ -98,6 +101,7 @@ class AgentConfig:
     q_guidance: bool = False
     entropy_samples: int = 0
     entropy_components: int = 3
+    synthetic: Any = None
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -151,6 +155,20 @@ class AgentConfig:
                              f"{self.actor.kind!r}")
         if self.bc_loss and self.actor.kind != "diffusion":
             raise ValueError("AgentConfig.bc_loss needs a diffusion actor (actor.kind='diffusion')")
+        if self.synthetic is not None:
+            from jaxdiff_rl.train.synthetic import MixConfig  # late: train builds on this module
+
+            if not isinstance(self.synthetic, MixConfig):
+                raise TypeError(f"AgentConfig.synthetic must be a MixConfig or None, got "
+                                f"{type(self.synthetic).__name__}")
+            if self.n_step != 1:
+                raise ValueError(f"AgentConfig.synthetic needs n_step=1 (generated transitions are single steps), "
+                                 f"got n_step={self.n_step}")
+            if self.explore is not None:
+                raise ValueError("AgentConfig.synthetic and AgentConfig.explore cannot be combined")
+            if self.synthetic.fake_rows(self.batch_size) < 1 or self.synthetic.fake_rows(self.batch_size) >= self.batch_size:
+                raise ValueError(f"AgentConfig.synthetic.ratio={self.synthetic.ratio} leaves no generated or no real "
+                                 f"rows in a batch of {self.batch_size}")
         if self.explore is not None:
             from jaxdiff_rl.explore.config import ExploreConfig  # late: explore builds on this module
 

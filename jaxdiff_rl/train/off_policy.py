@@ -38,6 +38,7 @@ from jaxdiff_rl import agents
 from jaxdiff_rl.agents.base import AgentConfig, AgentState, Hparams, act, init_agent, validate_hparams
 from jaxdiff_rl.train.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
 from jaxdiff_rl.explore import learner as explore
+from jaxdiff_rl.train import synthetic
 
 __all__ = ["ActionSpec", "RunnerState", "Trainer", "make_trainer", "make_train", "action_spec", "check_finite",
            "optimum_fraction", "greedy_evaluation"]
@@ -75,7 +76,9 @@ class RunnerState:
 
     agent: AgentState; buffer: BufferState; env_state: [N] env states; obs: [N, obs_dim] float32;
     episode_return: [N] running returns; key: PRNG key (raw uint32 [2], checkpoint-friendly);
-    iteration, env_steps: int32 counters; explore: D2RL's `ExploreState` (None without `config.explore`)."""
+    iteration, env_steps: int32 counters; explore: D2RL's `ExploreState` (None without `config.explore`);
+    synthetic: the transition generator and its pool (`train.synthetic.MixState`; None without
+    `config.synthetic`)."""
 
     agent: AgentState
     buffer: BufferState
@@ -86,6 +89,7 @@ class RunnerState:
     iteration: jax.Array
     env_steps: jax.Array
     explore: Any = None
+    synthetic: Any = None
 
 
 class Trainer(NamedTuple):
@@ -194,11 +198,15 @@ def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: j
     return (rs, buffer_add(buffer, transition)), stats
 
 
-def _gradient_step(ctx: _Ctx, hparams: Hparams, buffer: BufferState, carry: tuple, key: jax.Array):
-    """One minibatch update of the agent (and, with D2RL exploration, of its exploration networks)."""
+def _gradient_step(ctx: _Ctx, hparams: Hparams, buffer: BufferState, mix_state: Any, carry: tuple, key: jax.Array):
+    """One minibatch update of the agent (and, with D2RL exploration, of its exploration networks); with
+    `config.synthetic`, part of the minibatch comes from the generated pool."""
     agent, explore_state = carry
     k_sample, k_update = jax.random.split(key)
     batch = buffer_sample(buffer, k_sample, ctx.config.batch_size, ctx.config.n_step, hparams.gamma)
+    if ctx.config.synthetic is not None:
+        batch = synthetic.mix_batch(ctx.config.synthetic, mix_state, batch, jax.random.fold_in(key, 7),
+                                    ctx.spec.obs_dim, ctx.spec.dim, ctx.spec.discrete, hparams.gamma)
     agent, metrics = ctx.update(k_update, ctx.config, agent, batch, hparams, ctx.spec.dim, ctx.spec.discrete)
     if ctx.config.explore is not None:
         explore_state, explore_metrics = explore.update(ctx.config, explore_state, jax.random.fold_in(key, 1), agent,
@@ -215,10 +223,20 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
     )
     stored = buffer.size * config.num_envs
     ready = (stored >= config.batch_size) & (rs.env_steps >= config.learning_starts)
+    mix_state = rs.synthetic
+    if config.synthetic is not None:
+        mix = config.synthetic
+        sample = lambda k, n: buffer_sample(buffer, k, n, 1, hparams.gamma)
+        refit = ready & (rs.iteration % mix.refit_every == 0)
+        mix_state = jax.lax.cond(
+            refit, lambda m: synthetic.mix_refit(mix, m, sample, jax.random.fold_in(k_update, 3), ctx.spec.dim,
+                                                 ctx.spec.discrete, hparams.gamma),
+            lambda m: m, mix_state)
 
     def updates(carry):
         carry, metrics = jax.lax.scan(
-            partial(_gradient_step, ctx, hparams, buffer), carry, jax.random.split(k_update, config.updates_per_iter)
+            partial(_gradient_step, ctx, hparams, buffer, mix_state), carry,
+            jax.random.split(k_update, config.updates_per_iter)
         )
         return carry, jax.tree_util.tree_map(jnp.mean, metrics)
 
@@ -250,7 +268,10 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
             totals["substituted"] > 0, totals["state_gap_sum"] / jnp.maximum(totals["substituted_state_abs_sum"], 1e-12),
             jnp.nan)
         metrics["chi"] = explore_state.chi
-    rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1, explore=explore_state)
+    if config.synthetic is not None:
+        metrics["synthetic_ready"] = mix_state.ready.astype(jnp.float32)
+    rs = rs.replace(agent=agent, buffer=buffer, key=key, iteration=rs.iteration + 1, explore=explore_state,
+                    synthetic=mix_state)
     return rs, metrics
 
 
@@ -341,9 +362,13 @@ def make_trainer(config: AgentConfig, env: Any, env_params: Any) -> Trainer:
         explore_state = None
         if config.explore is not None:
             explore_state = explore.init(jax.random.fold_in(key, 1), config.explore, spec.obs_dim, spec.dim)
+        mix_state = None
+        if config.synthetic is not None:
+            mix_state = synthetic.mix_init(jax.random.fold_in(key, 2), config.synthetic, spec.obs_dim, spec.dim)
         return RunnerState(agent=agent, buffer=buffer, env_state=env_state, obs=obs,
                            episode_return=jnp.zeros(config.num_envs, jnp.float32), key=k_run,
-                           iteration=jnp.int32(0), env_steps=jnp.int32(0), explore=explore_state)
+                           iteration=jnp.int32(0), env_steps=jnp.int32(0), explore=explore_state,
+                           synthetic=mix_state)
 
     def run(state: RunnerState, hparams: Hparams, num_iterations: int, env_params: Any = None):
         env_params = default_env_params if env_params is None else env_params

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +30,12 @@ import optax
 
 from jaxdiff_rl.diffusion import GeneratorConfig, SamplerConfig, generate, generator_loss
 from jaxdiff_rl.nets import Denoiser
-from jaxdiff_rl.train.off_policy import ActionSpec
+
+if TYPE_CHECKING:
+    from jaxdiff_rl.train.off_policy import ActionSpec
 
 __all__ = ["SynthConfig", "TransitionCodec", "TransitionModel", "fit_transition_model", "sample_transitions",
-           "fidelity", "upsample"]
+           "fidelity", "upsample", "MixConfig", "MixState", "mix_init", "mix_refit", "mix_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,23 @@ class TransitionModel(NamedTuple):
     losses: np.ndarray
 
 
+def _generator_step(config: SynthConfig, net: Denoiser, opt: Any, params: Any, opt_state: Any, x0: jax.Array,
+                    key: jax.Array):
+    """One Adam step of the transition generator on standardised vectors x0 [B, D]: (params, opt_state, loss)."""
+    model_fn = lambda p: (lambda x, t, cond, use_cond: net.apply(p, x, t))
+    loss, grads = jax.value_and_grad(lambda p: generator_loss(key, config.generator, model_fn(p), x0))(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def _draw(config: SynthConfig, net: Denoiser, params: Any, key: jax.Array, batches: int, batch: int, width: int):
+    """[batches, batch, D] standardised generated vectors (one reverse chain per batch, `lax.map` over batches)."""
+    model_fn = lambda x, t, cond, use_cond: net.apply(params, x, t)
+    sampler = SamplerConfig(clip_x0=(-config.clip_x0, config.clip_x0))
+    return jax.lax.map(lambda k: generate(k, config.generator, model_fn, (batch, width), None, sampler),
+                       jax.random.split(key, batches))
+
+
 def fit_transition_model(key: jax.Array, config: SynthConfig, dataset: Any, spec: ActionSpec) -> TransitionModel:
     """Fit the generator to the dataset's standardised transition vectors (one jitted scan of `config.steps`
     Adam updates on uniform minibatches)."""
@@ -152,17 +171,14 @@ def fit_transition_model(key: jax.Array, config: SynthConfig, dataset: Any, spec
 
 @partial(jax.jit, static_argnames=("config", "net"))
 def _fit(config: SynthConfig, net: Denoiser, params: Any, data: jax.Array, key: jax.Array):
-    schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.1)
-    opt = optax.adam(schedule)
+    opt = optax.adam(optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.1))
 
     def step(carry, k):
         params, opt_state = carry
         k_idx, k_loss = jax.random.split(k)
         x0 = data[jax.random.randint(k_idx, (config.batch_size,), 0, data.shape[0])]
-        model_fn = lambda p: (lambda x, t, cond, use_cond: net.apply(p, x, t))
-        loss, grads = jax.value_and_grad(lambda p: generator_loss(k_loss, config.generator, model_fn(p), x0))(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+        params, opt_state, loss = _generator_step(config, net, opt, params, opt_state, x0, k_loss)
+        return (params, opt_state), loss
 
     (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, config.steps))
     return params, losses
@@ -179,11 +195,7 @@ def sample_transitions(key: jax.Array, model: TransitionModel, n: int, batch: in
 
 @partial(jax.jit, static_argnames=("config", "batches", "batch", "width"))
 def _sample(config: SynthConfig, params: Any, key: jax.Array, batches: int, batch: int, width: int):
-    net = config.network(width)
-    model_fn = lambda x, t, cond, use_cond: net.apply(params, x, t)
-    sampler = SamplerConfig(clip_x0=(-config.clip_x0, config.clip_x0))
-    return jax.lax.map(lambda k: generate(k, config.generator, model_fn, (batch, width), None, sampler),
-                       jax.random.split(key, batches))
+    return _draw(config, config.network(width), params, key, batches, batch, width)
 
 
 def upsample(key: jax.Array, dataset: Any, spec: ActionSpec, total: int, config: SynthConfig = SynthConfig()
@@ -221,3 +233,106 @@ def fidelity(generated: Any, real: Any, reward_fn: Callable | None = None,
     out["mean_gap"] = float(np.mean(np.abs(g.mean(0) - x.mean(0))[keep] / std[keep]))
     out["std_gap"] = float(np.mean(np.abs(g.std(0)[keep] / std[keep] - 1.0)))
     return out
+
+
+# --- online: generated transitions mixed into an off-policy agent's minibatches (seed 000 eq. 22) ------------------
+@dataclasses.dataclass(frozen=True)
+class MixConfig:
+    """Static settings of online mixing (`AgentConfig.synthetic`).
+
+    ratio: fraction of every minibatch drawn from the generated pool (0 < ratio < 1; the real part keeps
+    round((1 - ratio) B) rows). pool_size: generated transitions kept on device. refit_every: iterations between
+    refits; each refit runs `fit_steps` generator updates on replay minibatches of `synth.batch_size` (warm-started
+    from the last fit, features standardised with the statistics of `stats_samples` replay transitions drawn at that
+    refit) and regenerates the whole pool. synth: the generator (its `steps` and the lr schedule are unused:
+    online fits use a constant lr). Mixing starts at the first refit after updates start.
+    """
+
+    ratio: float = 0.5
+    pool_size: int = 8192
+    refit_every: int = 50
+    fit_steps: int = 500
+    stats_samples: int = 4096
+    synth: SynthConfig = SynthConfig(generator=GeneratorConfig(kind="ddpm", steps=20, schedule="vp"),
+                                     hidden_dims=(256, 256, 256), steps=1)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ratio, (int, float)) or not 0.0 < self.ratio < 1.0:
+            raise ValueError(f"MixConfig.ratio must be in (0, 1), got {self.ratio!r}")
+        for name in ("pool_size", "refit_every", "fit_steps", "stats_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MixConfig.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.synth, SynthConfig):
+            raise TypeError(f"MixConfig.synth must be a SynthConfig, got {type(self.synth).__name__}")
+
+    def fake_rows(self, batch_size: int) -> int:
+        return int(round(self.ratio * batch_size))
+
+
+class MixState(NamedTuple):
+    """params, opt_state: the generator's; pool [P, D] standardised generated vectors; mean, std [D]: the
+    standardisation of the last refit; ready: bool, a pool exists."""
+
+    params: Any
+    opt_state: Any
+    pool: jax.Array
+    mean: jax.Array
+    std: jax.Array
+    ready: jax.Array
+
+
+def _vectors(batch: Any, action_dim: int, discrete: bool, gamma: jax.Array) -> jax.Array:
+    """Replay minibatch (1-step: discount = gamma (1 - terminal)) -> [B, D] = [s, a, r, s', terminal]."""
+    a = 2.0 * jax.nn.one_hot(batch.action, action_dim) - 1.0 if discrete else batch.action
+    terminal = 1.0 - batch.discount / jnp.maximum(gamma, 1e-8)
+    return jnp.concatenate([batch.obs, a, batch.reward[:, None], batch.next_obs, terminal[:, None]], axis=1)
+
+
+def mix_init(key: jax.Array, mix: MixConfig, obs_dim: int, action_dim: int) -> MixState:
+    width = 2 * obs_dim + action_dim + 2
+    net = mix.synth.network(width)
+    params = net.init(key, jnp.zeros((1, width)), jnp.zeros((1,), jnp.int32))
+    opt = optax.adam(mix.synth.lr)
+    return MixState(params=params, opt_state=opt.init(params), pool=jnp.zeros((mix.pool_size, width)),
+                    mean=jnp.zeros(width), std=jnp.ones(width), ready=jnp.bool_(False))
+
+
+def mix_refit(mix: MixConfig, state: MixState, sample: Callable, key: jax.Array, action_dim: int, discrete: bool,
+              gamma: jax.Array) -> MixState:
+    """Refit the generator on replay minibatches `sample(key, batch_size) -> Batch` and regenerate the pool."""
+    width = state.mean.shape[0]
+    net, opt = mix.synth.network(width), optax.adam(mix.synth.lr)
+    k_stats, k_fit, k_pool = jax.random.split(key, 3)
+    x = _vectors(sample(k_stats, mix.stats_samples), action_dim, discrete, gamma)
+    mean, std = x.mean(0), x.std(0)
+    std = jnp.where(std > 1e-6, std, 1.0)
+
+    def step(carry, k):
+        params, opt_state = carry
+        k_b, k_l = jax.random.split(k)
+        x0 = (_vectors(sample(k_b, mix.synth.batch_size), action_dim, discrete, gamma) - mean) / std
+        params, opt_state, loss = _generator_step(mix.synth, net, opt, params, opt_state, x0, k_l)
+        return (params, opt_state), loss
+
+    (params, opt_state), _ = jax.lax.scan(step, (state.params, state.opt_state), jax.random.split(k_fit, mix.fit_steps))
+    batch = min(mix.pool_size, 4096)
+    batches = -(-mix.pool_size // batch)
+    pool = _draw(mix.synth, net, params, k_pool, batches, batch, width).reshape(-1, width)[:mix.pool_size]
+    return MixState(params=params, opt_state=opt_state, pool=pool, mean=mean, std=std, ready=jnp.bool_(True))
+
+
+def mix_batch(mix: MixConfig, state: MixState, real: Any, key: jax.Array, obs_dim: int, action_dim: int,
+              discrete: bool, gamma: jax.Array) -> Any:
+    """The minibatch the agent learns from: `real` (a Batch of B rows) with its last fake_rows(B) rows replaced by
+    generated transitions from the pool once it exists (before: `real` unchanged). Generated rows: actions clipped
+    to [-1, 1] (argmax for discrete), terminal = (decoded terminal > 0.5), discount = gamma (1 - terminal)."""
+    n_fake = mix.fake_rows(real.reward.shape[0])
+    z = state.pool[jax.random.randint(key, (n_fake,), 0, state.pool.shape[0])] * state.std + state.mean
+    s, a = obs_dim, action_dim
+    obs, act, rew = z[:, :s], z[:, s:s + a], z[:, s + a]
+    nxt, term = z[:, s + a + 1:2 * s + a + 1], z[:, -1] > 0.5
+    act = jnp.argmax(act, -1).astype(real.action.dtype) if discrete else jnp.clip(act, -1.0, 1.0)
+    fake = type(real)(obs=obs, action=act, reward=rew, next_obs=nxt, discount=gamma * (1.0 - term))
+    mixed = jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r[:-n_fake], f.astype(r.dtype)]), real, fake)
+    return jax.tree_util.tree_map(lambda m, r: jnp.where(state.ready, m, r), mixed, real)

@@ -63,3 +63,53 @@ def test_fitted_generator_reproduces_moments_and_the_reward_relation():
                       SynthConfig(generator=GeneratorConfig("ddpm", 10, "vp"), hidden_dims=(32,), steps=100))
     assert big.size == 800 and big.metadata["real"] == 500
     np.testing.assert_array_equal(big.observations[:500], data.subset(500).observations)
+
+
+def test_mix_batch_keeps_the_real_rows_and_decodes_the_pool():
+    import jax.numpy as jnp
+
+    from jaxdiff_rl.train.buffer import Batch
+    from jaxdiff_rl.train.synthetic import MixConfig, MixState, _vectors, mix_batch
+
+    rng = np.random.default_rng(4)
+    b, s, a, gamma = 8, 3, 2, 0.9
+    make = lambda n: Batch(obs=jnp.asarray(rng.normal(size=(n, s)), jnp.float32),
+                           action=jnp.asarray(rng.uniform(-1, 1, (n, a)), jnp.float32),
+                           reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+                           next_obs=jnp.asarray(rng.normal(size=(n, s)), jnp.float32),
+                           discount=jnp.asarray(gamma * (rng.uniform(size=n) < 0.5), jnp.float32))
+    real, stored = make(b), make(1)  # a pool holding one transition: every generated row decodes to it
+    x = _vectors(stored, a, False, gamma)
+    mean, std = jnp.asarray(rng.normal(size=x.shape[1]), jnp.float32), jnp.full(x.shape[1], 2.0)
+    mix = MixConfig(ratio=0.25, pool_size=1)
+    state = MixState(params=None, opt_state=None, pool=(x - mean) / std, mean=mean, std=std, ready=jnp.bool_(True))
+    out = mix_batch(mix, state, real, jax.random.PRNGKey(0), s, a, False, gamma)
+    for name in ("obs", "action", "reward", "next_obs", "discount"):
+        got, want = np.asarray(getattr(out, name)), np.asarray(getattr(real, name))
+        np.testing.assert_allclose(got[:6], want[:6])
+        np.testing.assert_allclose(got[6:], np.repeat(np.asarray(getattr(stored, name)), 2, axis=0), atol=1e-5)
+    before = mix_batch(mix, state._replace(ready=jnp.bool_(False)), real, jax.random.PRNGKey(0), s, a, False, gamma)
+    assert all(np.array_equal(np.asarray(getattr(before, n)), np.asarray(getattr(real, n))) for n in ("obs", "reward"))
+
+
+def test_online_mixing_refits_and_trains():
+    import envs
+    from jaxdiff_rl import agents
+    from jaxdiff_rl.agents.networks import ActorConfig
+    from jaxdiff_rl.train import make_trainer
+    from jaxdiff_rl.train.synthetic import MixConfig
+
+    mix = MixConfig(ratio=0.5, pool_size=64, refit_every=3, fit_steps=4, stats_samples=64,
+                    synth=SynthConfig(generator=GeneratorConfig("ddpm", 4, "vp"), hidden_dims=(16,), steps=1))
+    config = agents.default_config("dm_ddpg", actor=ActorConfig(kind="diffusion", hidden_dims=(16,), diffusion_steps=2),
+                                   critic_hidden_dims=(16,), num_envs=8, steps_per_iter=2, updates_per_iter=2,
+                                   num_iterations=6, batch_size=32, buffer_size=256, synthetic=mix)
+    env, params = envs.make("msr-3")
+    state, m = jax.jit(make_trainer(config, env, params).train)(jax.random.PRNGKey(0), agents.default_hparams("dm_ddpg"))
+    # updates start at iteration 1 (32 stored), the first refit at iteration 3 (every 3rd)
+    np.testing.assert_array_equal(m["synthetic_ready"], [0, 0, 0, 1, 1, 1])
+    assert np.all(np.isfinite(m["critic_loss"][1:])) and np.all(np.isfinite(np.asarray(state.synthetic.pool)))
+    import pytest
+
+    with pytest.raises(ValueError, match="n_step=1"):
+        config.replace(n_step=3)
