@@ -52,7 +52,7 @@ def part_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     real_check = fidelity(full.subset(small.size, seed=1), small, reward_fn, valid_fn)
     print("generated data:", quality, "\nheld-out real data:", real_check, flush=True)
     results = {}
-    for algo in args.algos or ["td3_bc", "diffusion_ql"]:
+    for algo in args.algos or ["td3_bc", "iql"]:
         for name, data in (("10%", small), ("10% + synthetic", upsampled), ("100%", full)):
             label = f"{algo} {name}"
             r = train_algo(algo, env, params, data, 2 if q else args.seeds, 40 if q else args.updates, 2 if q else 8,

@@ -56,6 +56,12 @@ class OfflineConfig:
             `ema_every` updates, a plain copy of the actor for the first `ema_start` updates.
         logit_scale: kappa of the discrete soft choice (see the module docstring), > 0.
         onestep_hidden_dims: FQL's one-step policy widths (None: the actor's).
+        normalize_obs: standardise observations with the dataset's per-feature mean and std (TD3+BC's state
+            normalisation; features constant in the data are only centred), for training and acting alike.
+        action_range: what [-1, 1] means for a continuous action: "box" (the env's action Box) or "data" (the
+            per-dimension min..max of the dataset's actions: the policy's clip then keeps it inside the data's
+            support, and actions concentrated in a small part of the Box get the resolution of the whole range;
+            msr-80's optimal allocation p*/P ~ 1/80 per channel in a [-1, 1] Box is the case in point).
     """
 
     algo: str = "diffusion_ql"
@@ -76,6 +82,8 @@ class OfflineConfig:
     ema_start: int = 1000
     logit_scale: float = 5.0
     onestep_hidden_dims: tuple[int, ...] | None = None
+    normalize_obs: bool = True
+    action_range: str = "data"
 
     def __post_init__(self) -> None:
         if self.algo not in OFFLINE_ALGORITHMS:
@@ -106,6 +114,8 @@ class OfflineConfig:
                              f"{self.actor.generator!r}")
         if self.edp and self.algo != "diffusion_ql":
             raise ValueError(f"OfflineConfig.edp is an option of diffusion_ql, not {self.algo}")
+        if self.action_range not in ("box", "data"):
+            raise ValueError(f"OfflineConfig.action_range must be 'box' or 'data', got {self.action_range!r}")
         if self.action_candidates > 1 and self.algo == "bc":
             raise ValueError("OfflineConfig.action_candidates > 1 ranks candidates by a critic; bc has none")
         if self.onestep_hidden_dims is not None and (

@@ -8,7 +8,9 @@ runner (progress, metrics, orbax checkpoints, bit-identical resume), sweeps (`vm
 `OfflineHparams`), the CLI and the plots work unchanged; the dataset is a constant of the program, not part of the
 state, so checkpoints and vmapped seeds do not copy it.
 
-Continuous dataset actions are mapped from the env's Box to [-1, 1]^A (and the policy's actions back).
+Observations are standardised with the dataset's statistics (`OfflineConfig.normalize_obs`) and continuous
+dataset actions mapped to [-1, 1]^A from the env's Box or the data's range (`OfflineConfig.action_range`); the
+policy's observations and actions go through the same maps when it acts.
 
 Per-iteration metrics: `episodes`, `return_mean` (finished evaluation episodes; NaN if none), `reward_mean` (per
 evaluation step), `optimum_fraction` (evaluation; NaN without `optimal_value`), `env_steps` (cumulative
@@ -32,7 +34,8 @@ from jaxdiff_rl.agents.offline_base import (OFFLINE_ALGORITHMS, OfflineConfig, O
 from jaxdiff_rl.train.buffer import Batch
 from jaxdiff_rl.train.off_policy import ActionSpec, Trainer, _to_env_action, action_spec, greedy_evaluation
 
-__all__ = ["OfflineRunnerState", "make_trainer", "make_train", "module", "device_dataset", "check_dataset"]
+__all__ = ["OfflineRunnerState", "make_trainer", "make_train", "module", "device_dataset", "check_dataset",
+           "Normaliser", "make_normaliser"]
 
 _MODULES: dict[str, ModuleType] = {"bc": bc, "td3_bc": td3_bc, "iql": iql, "diffusion_ql": diffusion_ql, "fql": fql}
 
@@ -80,15 +83,45 @@ def check_dataset(dataset: Any, spec: ActionSpec, env_name: str = "the environme
         raise ValueError(f"dataset actions leave {env_name}'s action box [{low.min():g}, {high.max():g}]")
 
 
-def device_dataset(dataset: Any, spec: ActionSpec) -> dict[str, jax.Array]:
-    """The dataset's arrays on device, actions normalised to [-1, 1] (continuous) or int32 (discrete)."""
+class Normaliser(NamedTuple):
+    """The data-dependent transforms of a run: observations (obs - mean) / std [obs_dim]; `action_spec`: the
+    ActionSpec whose low/high [A] define the policy's [-1, 1] (the env's Box, or the data's range)."""
+
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_spec: ActionSpec
+
+    def obs(self, obs: jax.Array) -> jax.Array:
+        return (obs - jnp.asarray(self.obs_mean)) / jnp.asarray(self.obs_std)
+
+
+def make_normaliser(config: OfflineConfig, dataset: Any, spec: ActionSpec) -> Normaliser:
+    obs = np.concatenate([dataset.observations, dataset.next_observations]).astype(np.float64)
+    if config.normalize_obs:
+        mean, std = obs.mean(0), obs.std(0)
+        std = np.where(std > 1e-6, std, 1.0)
+    else:
+        mean, std = np.zeros(obs.shape[1]), np.ones(obs.shape[1])
+    action = spec
+    if config.action_range == "data" and not spec.discrete:
+        low, high = dataset.actions.min(0).astype(np.float64), dataset.actions.max(0).astype(np.float64)
+        pad = np.maximum(1e-6, 1e-6 * (np.asarray(spec.high) - np.asarray(spec.low)))
+        high = np.where(high - low < pad, low + pad, high)
+        action = spec._replace(low=tuple(low.tolist()), high=tuple(high.tolist()))
+    return Normaliser(mean.astype(np.float32), std.astype(np.float32), action)
+
+
+def device_dataset(dataset: Any, norm: Normaliser) -> dict[str, jax.Array]:
+    """The dataset's arrays on device: observations normalised, actions mapped to [-1, 1] by the normaliser's
+    action range (continuous) or int32 (discrete)."""
+    spec = norm.action_spec
     if spec.discrete:
         actions = jnp.asarray(dataset.actions, jnp.int32)
     else:
         low, high = np.asarray(spec.low, np.float32), np.asarray(spec.high, np.float32)
         actions = jnp.asarray(np.clip(2.0 * (dataset.actions - low) / (high - low) - 1.0, -1.0, 1.0), jnp.float32)
-    return {"obs": jnp.asarray(dataset.observations), "action": actions, "reward": jnp.asarray(dataset.rewards),
-            "next_obs": jnp.asarray(dataset.next_observations),
+    return {"obs": norm.obs(jnp.asarray(dataset.observations)), "action": actions,
+            "reward": jnp.asarray(dataset.rewards), "next_obs": norm.obs(jnp.asarray(dataset.next_observations)),
             "terminal": jnp.asarray(dataset.terminals, jnp.float32)}
 
 
@@ -105,11 +138,13 @@ class _Ctx(NamedTuple):
     spec: ActionSpec
     update: Callable
     data: dict
+    norm: Normaliser
 
 
 def _policy(ctx: _Ctx, agent: OfflineState) -> Callable:
-    spec = ctx.spec
-    return lambda k, obs: _to_env_action(spec, greedy_action(k, ctx.config, agent, obs, spec.dim, spec.discrete))
+    spec, norm = ctx.spec, ctx.norm
+    return lambda k, obs: _to_env_action(norm.action_spec, greedy_action(k, ctx.config, agent, norm.obs(obs),
+                                                                         spec.dim, spec.discrete))
 
 
 def _iteration(ctx: _Ctx, hparams: OfflineHparams, env_params: Any, rs: OfflineRunnerState, _: Any):
@@ -140,7 +175,8 @@ def make_trainer(config: OfflineConfig, env: Any, env_params: Any, dataset: Any)
     if dataset.size < config.batch_size:
         raise ValueError(f"OfflineConfig.batch_size ({config.batch_size}) exceeds the dataset's {dataset.size} "
                          f"transitions")
-    ctx = _Ctx(config, env, spec, module(config.algo).update, device_dataset(dataset, spec))
+    norm = make_normaliser(config, dataset, spec)
+    ctx = _Ctx(config, env, spec, module(config.algo).update, device_dataset(dataset, norm), norm)
     default_env_params = env_params
 
     def init(key: jax.Array, hparams: OfflineHparams, env_params: Any = None) -> OfflineRunnerState:
