@@ -59,7 +59,13 @@ ALGOS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "diffusion_ql": ("diffusion_ql", {}, {}),
     "diffusion_ql-edp": ("diffusion_ql", {"edp": True}, {}),
     "fql": ("fql", {}, {}),
+    # hyperparameter variants (not in the default lists; `--algos` picks them)
+    "diffusion_ql eta=0.1": ("diffusion_ql", {}, {"eta": 0.1}),
+    "diffusion_ql eta=0.3": ("diffusion_ql", {}, {"eta": 0.3}),
+    "diffusion_ql-edp eta=0.3": ("diffusion_ql", {"edp": True}, {"eta": 0.3}),
+    "fql alpha=100": ("fql", {}, {"fql_alpha": 100.0}),
 }
+DEFAULT_ALGOS = ("bc-mlp", "bc-diffusion", "td3_bc", "iql", "diffusion_ql", "diffusion_ql-edp", "fql")
 
 
 def mean_std(values: Any) -> dict[str, float]:
@@ -153,7 +159,7 @@ def part_msr80(args: argparse.Namespace) -> dict[str, Any]:
     data = msr_dataset(*((64, 8) if q else (1000, 20)))
     env, params = envs.make("msr-80")
     results = {}
-    for label in args.algos or ALGOS:
+    for label in args.algos or DEFAULT_ALGOS:
         results[label] = train_algo(label, env, params, data, 2 if q else args.seeds, 40 if q else args.updates,
                                     2 if q else 8, 8 if q else 64, 1, 16 if q else 256, 1, False, not args.no_progress)
         results[label]["actions_per_s_batch256"] = acting_cost(results[label], data.observations[:256])
@@ -181,7 +187,7 @@ def part_aigc(args: argparse.Namespace) -> dict[str, Any]:
     medium = collect(jax.random.key(7), env, params, {"round-robin": 0.5, "random": 0.5}, 8, episode).episode_returns()
     reference = {"prophet": float(prophet.mean()), "behaviour": float(medium.mean())}
     results = {}
-    for label in args.algos or ALGOS:
+    for label in args.algos or DEFAULT_ALGOS:
         r = train_algo(label, env, params, data, 2 if q else args.seeds, 40 if q else args.updates, 2 if q else 4,
                        2, 20 if q else episode, 2 if q else 8, 30 if q else episode, True, not args.no_progress)
         r["actions_per_s_batch256"] = acting_cost(r, data.observations[:256])
@@ -191,7 +197,8 @@ def part_aigc(args: argparse.Namespace) -> dict[str, Any]:
               f"({r['fraction_of_prophet']['mean']:.3f} of prophet)  {r['updates_per_s']:.0f} updates/s", flush=True)
     print("reference", reference)
     if not q:
-        plot_final(results, "return_mean", {"behaviour": reference["behaviour"]}, HERE / "aigc.png",
+        plot_final(results, "return_mean", {"behaviour": reference["behaviour"]},
+                   HERE / f"aigc{'-' + args.tag if args.tag else ''}.png",
                    f"aigc from a medium dataset (round-robin + random, {data.size} transitions), {args.seeds} seeds")
     return {"dataset": {"size": data.size, "episode_return_mean": float(data.episode_returns().mean())},
             "reference": reference, "results": {k: strip(v) for k, v in results.items()}}
@@ -318,6 +325,7 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=4000, help="gradient updates per run")
     p.add_argument("--algos", nargs="*", help=f"subset of {list(ALGOS)}")
     p.add_argument("--quick", action="store_true", help="tiny pipeline check (results/<part>-quick.json)")
+    p.add_argument("--tag", help="write results/<part>-<tag>.json (e.g. a hyperparameter variant run)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     pin_to_one_core()
@@ -329,7 +337,7 @@ def main() -> None:
         out = PARTS[args.part](args)
     out["machine"] = machine_info()
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{args.part}{'-quick' if args.quick else ''}.json"
+    path = RESULTS / f"{args.part}{'-' + args.tag if args.tag else ''}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(out, indent=1, default=str))
     print(f"wrote {path}")
 

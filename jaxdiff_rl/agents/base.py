@@ -23,7 +23,7 @@ from flax import struct
 from jaxdiff_rl.agents.networks import ActorConfig
 
 __all__ = ["ALGORITHMS", "AgentConfig", "Hparams", "AgentState", "adam_step", "polyak", "layer_grad_norms",
-           "layer_grad_means", "validate_hparams", "q_taken", "critic_step"]
+           "layer_grad_means", "validate_hparams", "check_ranges", "q_taken", "critic_step"]
 
 #: algorithm name -> family (the loss it uses); the diffusion versions differ from their parents only in the actor
 ALGORITHMS = {
@@ -245,13 +245,19 @@ def validate_hparams(hparams: Hparams) -> Hparams:
     Raises ValueError naming the field and the allowed range. Traced values are passed through."""
     if not isinstance(hparams, Hparams):
         raise TypeError(f"hparams must be a jaxdiff_rl.agents.Hparams, got {type(hparams).__name__}")
-    for name, (low, high) in _RANGES.items():
+    return check_ranges(hparams, _RANGES)
+
+
+def check_ranges(hparams: Any, ranges: dict[str, tuple[float, float]]) -> Any:
+    """ValueError unless every concrete field named in `ranges` is finite and within its [low, high] (any shape;
+    traced values pass through); the message names `<class>.<field>` and the range."""
+    for name, (low, high) in ranges.items():
         value = getattr(hparams, name)
         if isinstance(value, jax.core.Tracer):
             continue
         arr = np.asarray(value, dtype=np.float64)
         if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-            raise ValueError(f"Hparams.{name} must be in [{low}, {high}], got {value!r}")
+            raise ValueError(f"{type(hparams).__name__}.{name} must be in [{low}, {high}], got {value!r}")
     return hparams
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxdiff_rl.agents.base import adam_init
+from jaxdiff_rl.agents.base import adam_init, check_ranges
 from jaxdiff_rl.agents.networks import ActorConfig, DoubleCritic, actor_forward, actor_init, actor_module, critic_init
 from jaxdiff_rl.nets import MLP
 
@@ -182,14 +182,7 @@ def validate_offline_hparams(hparams: OfflineHparams) -> OfflineHparams:
     """Check every concrete field (any shape) is finite and in its range; ValueError names field and range."""
     if not isinstance(hparams, OfflineHparams):
         raise TypeError(f"hparams must be a jaxdiff_rl.agents.OfflineHparams, got {type(hparams).__name__}")
-    for name, (low, high) in _RANGES.items():
-        value = getattr(hparams, name)
-        if isinstance(value, jax.core.Tracer):
-            continue
-        arr = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-            raise ValueError(f"OfflineHparams.{name} must be in [{low}, {high}], got {value!r}")
-    return hparams
+    return check_ranges(hparams, _RANGES)
 
 
 @struct.dataclass

@@ -110,3 +110,22 @@ def test_cli_collects_a_dataset_and_trains_diffusion_ql_on_it(tmp_path):
     bad = subprocess.run([*cli, "train", "--algo", "iql", "--num-iterations", "2"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "--dataset" in bad.stderr
+
+
+def test_normaliser_maps_the_data_range_to_the_unit_box_and_back():
+    from jaxdiff_rl.train.off_policy import _to_env_action, action_spec
+    from jaxdiff_rl.train.offline import device_dataset, make_normaliser
+
+    env, params, data = _msr3()
+    config = _tiny("td3_bc")
+    norm = make_normaliser(config, data, action_spec(env, params))
+    device = device_dataset(data, norm)
+    a = np.asarray(device["action"])
+    np.testing.assert_allclose(a.min(0), -1.0, atol=1e-6)
+    np.testing.assert_allclose(a.max(0), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(_to_env_action(norm.action_spec, device["action"])), data.actions, atol=1e-5)
+    obs = np.asarray(device["obs"])
+    np.testing.assert_allclose(obs[:, :3].mean(0), 0.0, atol=0.1)  # gains: standardised with obs and next obs
+    np.testing.assert_allclose(obs[:, 3], 0.0, atol=1e-6)  # the constant budget is only centred
+    box = make_normaliser(_tiny("td3_bc", action_range="box", normalize_obs=False), data, action_spec(env, params))
+    np.testing.assert_allclose(np.asarray(device_dataset(data, box)["action"]), data.actions, atol=1e-6)
