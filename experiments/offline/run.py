@@ -63,7 +63,7 @@ ALGOS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "diffusion_ql eta=0.1": ("diffusion_ql", {}, {"eta": 0.1}),
     "diffusion_ql eta=0.3": ("diffusion_ql", {}, {"eta": 0.3}),
     "diffusion_ql-edp eta=0.3": ("diffusion_ql", {"edp": True}, {"eta": 0.3}),
-    "fql alpha=100": ("fql", {}, {"fql_alpha": 100.0}),
+    "fql alpha=1": ("fql", {}, {"fql_alpha": 1.0}),
 }
 DEFAULT_ALGOS = ("bc-mlp", "bc-diffusion", "td3_bc", "iql", "diffusion_ql", "diffusion_ql-edp", "fql")
 

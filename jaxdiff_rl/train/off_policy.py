@@ -227,11 +227,8 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: RunnerState, _:
     if config.synthetic is not None:
         mix = config.synthetic
         sample = lambda k, n: buffer_sample(buffer, k, n, 1, hparams.gamma)
-        refit = ready & (rs.iteration % mix.refit_every == 0)
-        mix_state = jax.lax.cond(
-            refit, lambda m: synthetic.mix_refit(mix, m, sample, jax.random.fold_in(k_update, 3), ctx.spec.dim,
-                                                 ctx.spec.discrete, hparams.gamma),
-            lambda m: m, mix_state)
+        mix_state = synthetic.mix_step(mix, mix_state, sample, jax.random.fold_in(k_update, 3), ctx.spec.dim,
+                                       ctx.spec.discrete, hparams.gamma, ready)
 
     def updates(carry):
         carry, metrics = jax.lax.scan(

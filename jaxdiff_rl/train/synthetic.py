@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jaxdiff_rl.train.off_policy import ActionSpec
 
 __all__ = ["SynthConfig", "TransitionCodec", "TransitionModel", "fit_transition_model", "sample_transitions",
-           "fidelity", "upsample", "MixConfig", "MixState", "mix_init", "mix_refit", "mix_batch"]
+           "fidelity", "upsample", "MixConfig", "MixState", "mix_init", "mix_step", "mix_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,18 +241,24 @@ class MixConfig:
     """Static settings of online mixing (`AgentConfig.synthetic`).
 
     ratio: fraction of every minibatch drawn from the generated pool (0 < ratio < 1; the real part keeps
-    round((1 - ratio) B) rows). pool_size: generated transitions kept on device. refit_every: iterations between
-    refits; each refit runs `fit_steps` generator updates on replay minibatches of `synth.batch_size` (warm-started
-    from the last fit, features standardised with the statistics of `stats_samples` replay transitions drawn at that
-    refit) and regenerates the whole pool. synth: the generator (its `steps` and the lr schedule are unused:
-    online fits use a constant lr). Mixing starts at the first refit after updates start.
+    B - round(ratio B) rows). pool_size: generated transitions kept on device (raw units). refit_every: the pool's
+    turnover period in iterations. fit_steps: generator updates per `refit_every` iterations.
+
+    The generator trains continually and the pool rolls: every iteration (once updates have started) runs
+    max(1, fit_steps // refit_every) generator updates on replay minibatches of `synth.batch_size` (features
+    standardised with running statistics: an exponential average, rate 0.1, of `stats_samples` replay
+    transitions per iteration) and regenerates the next pool_size // refit_every rows of the pool. The same work
+    as a full refit every `refit_every` iterations, without a `lax.cond`: under `vmap` (a sweep) a cond runs both
+    branches every iteration, which made the periodic refit cost `refit_every` times more. Generated rows enter
+    the minibatches once the pool has turned over once. synth: the generator (its `steps` and lr schedule are
+    unused: a constant lr).
     """
 
     ratio: float = 0.5
     pool_size: int = 8192
     refit_every: int = 50
     fit_steps: int = 500
-    stats_samples: int = 4096
+    stats_samples: int = 1024
     synth: SynthConfig = SynthConfig(generator=GeneratorConfig(kind="ddpm", steps=20, schedule="vp"),
                                      hidden_dims=(256, 256, 256), steps=1)
 
@@ -263,22 +269,33 @@ class MixConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"MixConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.pool_size < self.refit_every:
+            raise ValueError(f"MixConfig.pool_size ({self.pool_size}) must be >= refit_every ({self.refit_every})")
         if not isinstance(self.synth, SynthConfig):
             raise TypeError(f"MixConfig.synth must be a SynthConfig, got {type(self.synth).__name__}")
 
     def fake_rows(self, batch_size: int) -> int:
         return int(round(self.ratio * batch_size))
 
+    @property
+    def rows_per_iteration(self) -> int:
+        return self.pool_size // self.refit_every
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return max(1, self.fit_steps // self.refit_every)
+
 
 class MixState(NamedTuple):
-    """params, opt_state: the generator's; pool [P, D] standardised generated vectors; mean, std [D]: the
-    standardisation of the last refit; ready: bool, a pool exists."""
+    """params, opt_state: the generator's; pool [P, D] generated vectors in raw units; mean, std [D]: the running
+    standardisation; written: int32 pool rows regenerated so far; ready: bool, the pool has turned over once."""
 
     params: Any
     opt_state: Any
     pool: jax.Array
     mean: jax.Array
     std: jax.Array
+    written: jax.Array
     ready: jax.Array
 
 
@@ -295,18 +312,21 @@ def mix_init(key: jax.Array, mix: MixConfig, obs_dim: int, action_dim: int) -> M
     params = net.init(key, jnp.zeros((1, width)), jnp.zeros((1,), jnp.int32))
     opt = optax.adam(mix.synth.lr)
     return MixState(params=params, opt_state=opt.init(params), pool=jnp.zeros((mix.pool_size, width)),
-                    mean=jnp.zeros(width), std=jnp.ones(width), ready=jnp.bool_(False))
+                    mean=jnp.zeros(width), std=jnp.ones(width), written=jnp.int32(0), ready=jnp.bool_(False))
 
 
-def mix_refit(mix: MixConfig, state: MixState, sample: Callable, key: jax.Array, action_dim: int, discrete: bool,
-              gamma: jax.Array) -> MixState:
-    """Refit the generator on replay minibatches `sample(key, batch_size) -> Batch` and regenerate the pool."""
+def mix_step(mix: MixConfig, state: MixState, sample: Callable, key: jax.Array, action_dim: int, discrete: bool,
+             gamma: jax.Array, active: jax.Array) -> MixState:
+    """One iteration of the generator: running statistics, `steps_per_iteration` updates on replay minibatches
+    `sample(key, n) -> Batch`, and the next `rows_per_iteration` pool rows regenerated. `active` False (updates
+    have not started): the state is returned unchanged (a select, so the cost is the same; see MixConfig)."""
     width = state.mean.shape[0]
     net, opt = mix.synth.network(width), optax.adam(mix.synth.lr)
     k_stats, k_fit, k_pool = jax.random.split(key, 3)
     x = _vectors(sample(k_stats, mix.stats_samples), action_dim, discrete, gamma)
-    mean, std = x.mean(0), x.std(0)
-    std = jnp.where(std > 1e-6, std, 1.0)
+    rate = jnp.where(state.written == 0, 1.0, 0.1)
+    mean = (1 - rate) * state.mean + rate * x.mean(0)
+    std = (1 - rate) * state.std + rate * jnp.where(x.std(0) > 1e-6, x.std(0), 1.0)
 
     def step(carry, k):
         params, opt_state = carry
@@ -315,11 +335,16 @@ def mix_refit(mix: MixConfig, state: MixState, sample: Callable, key: jax.Array,
         params, opt_state, loss = _generator_step(mix.synth, net, opt, params, opt_state, x0, k_l)
         return (params, opt_state), loss
 
-    (params, opt_state), _ = jax.lax.scan(step, (state.params, state.opt_state), jax.random.split(k_fit, mix.fit_steps))
-    batch = min(mix.pool_size, 4096)
-    batches = -(-mix.pool_size // batch)
-    pool = _draw(mix.synth, net, params, k_pool, batches, batch, width).reshape(-1, width)[:mix.pool_size]
-    return MixState(params=params, opt_state=opt_state, pool=pool, mean=mean, std=std, ready=jnp.bool_(True))
+    (params, opt_state), _ = jax.lax.scan(step, (state.params, state.opt_state),
+                                          jax.random.split(k_fit, mix.steps_per_iteration))
+    rows = mix.rows_per_iteration
+    fresh = _draw(mix.synth, net, params, k_pool, 1, rows, width)[0] * std + mean
+    offset = (state.written % (rows * mix.refit_every))
+    pool = jax.lax.dynamic_update_slice_in_dim(state.pool, fresh, offset, 0)
+    written = state.written + rows
+    new = MixState(params=params, opt_state=opt_state, pool=pool, mean=mean, std=std, written=written,
+                   ready=written >= rows * mix.refit_every)
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, state)
 
 
 def mix_batch(mix: MixConfig, state: MixState, real: Any, key: jax.Array, obs_dim: int, action_dim: int,
@@ -328,7 +353,8 @@ def mix_batch(mix: MixConfig, state: MixState, real: Any, key: jax.Array, obs_di
     generated transitions from the pool once it exists (before: `real` unchanged). Generated rows: actions clipped
     to [-1, 1] (argmax for discrete), terminal = (decoded terminal > 0.5), discount = gamma (1 - terminal)."""
     n_fake = mix.fake_rows(real.reward.shape[0])
-    z = state.pool[jax.random.randint(key, (n_fake,), 0, state.pool.shape[0])] * state.std + state.mean
+    filled = mix.rows_per_iteration * mix.refit_every  # rows beyond are never written (pool_size % refit_every)
+    z = state.pool[jax.random.randint(key, (n_fake,), 0, filled)]
     s, a = obs_dim, action_dim
     obs, act, rew = z[:, :s], z[:, s:s + a], z[:, s + a]
     nxt, term = z[:, s + a + 1:2 * s + a + 1], z[:, -1] > 0.5

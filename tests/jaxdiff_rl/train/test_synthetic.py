@@ -81,8 +81,9 @@ def test_mix_batch_keeps_the_real_rows_and_decodes_the_pool():
     real, stored = make(b), make(1)  # a pool holding one transition: every generated row decodes to it
     x = _vectors(stored, a, False, gamma)
     mean, std = jnp.asarray(rng.normal(size=x.shape[1]), jnp.float32), jnp.full(x.shape[1], 2.0)
-    mix = MixConfig(ratio=0.25, pool_size=1)
-    state = MixState(params=None, opt_state=None, pool=(x - mean) / std, mean=mean, std=std, ready=jnp.bool_(True))
+    mix = MixConfig(ratio=0.25, pool_size=1, refit_every=1)
+    state = MixState(params=None, opt_state=None, pool=x, mean=mean, std=std, written=jnp.int32(1),
+                     ready=jnp.bool_(True))
     out = mix_batch(mix, state, real, jax.random.PRNGKey(0), s, a, False, gamma)
     for name in ("obs", "action", "reward", "next_obs", "discount"):
         got, want = np.asarray(getattr(out, name)), np.asarray(getattr(real, name))
@@ -106,7 +107,8 @@ def test_online_mixing_refits_and_trains():
                                    num_iterations=6, batch_size=32, buffer_size=256, synthetic=mix)
     env, params = envs.make("msr-3")
     state, m = jax.jit(make_trainer(config, env, params).train)(jax.random.PRNGKey(0), agents.default_hparams("dm_ddpg"))
-    # updates start at iteration 1 (32 stored), the first refit at iteration 3 (every 3rd)
+    # updates start at iteration 1 (32 stored); 64 // 3 = 21 pool rows per iteration: the pool has turned over
+    # once after iterations 1, 2, 3
     np.testing.assert_array_equal(m["synthetic_ready"], [0, 0, 0, 1, 1, 1])
     assert np.all(np.isfinite(m["critic_loss"][1:])) and np.all(np.isfinite(np.asarray(state.synthetic.pool)))
     import pytest
