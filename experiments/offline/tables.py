@@ -52,8 +52,8 @@ def synthetic(r: dict) -> str:
     h = r["fidelity_heldout_real"]
     lines = [f"Sizes: 10% = {r['sizes']['small']}, generated {r['sizes']['generated']}, 100% = {r['sizes']['full']}.",
              "", "| fidelity | generated | held-out real |", "|---|---|---|"]
-    for k in ("reward_mae", "reward_rel_error", "valid_fraction", "mean_gap", "std_gap"):
-        lines.append(f"| {k} | {g[k]:.4f} | {h[k]:.4f} |")
+    for k in ("reward_defined_fraction", "reward_mae", "reward_rel_error", "valid_fraction", "mean_gap", "std_gap"):
+        lines.append(f"| {k} | {g.get(k, float('nan')):.4f} | {h.get(k, float('nan')):.4f} |")
     lines.append(f"| in_support_fraction (all 80 gains in the simulator's range) | {g['in_support_fraction']:.4f} | 1 |")
     lines.append(f"| per-feature in support | {g['per_feature_in_support']:.4f} | 1 |")
     lines += ["", "| run | fraction of the optimum |", "|---|---|"]

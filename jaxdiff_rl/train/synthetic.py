@@ -214,15 +214,20 @@ def fidelity(generated: Any, real: Any, reward_fn: Callable | None = None,
     """Scores of generated transitions against real ones.
 
     reward_fn(obs [N, S], actions [N, ...]) -> [N] (the environment's reward of (s, a), NumPy or JAX):
-    `reward_mae` = mean |r_gen - reward_fn(s_gen, a_gen)| and `reward_rel_error` = reward_mae / mean |r|.
+    `reward_mae` = mean |r_gen - reward_fn(s_gen, a_gen)| and `reward_rel_error` = reward_mae / mean |r| over the
+    rows where reward_fn is finite (`reward_defined_fraction`).
     valid_fn(obs [N, S]) -> [N] bool: `valid_fraction` of generated states (and of generated next states).
     Always: `mean_gap` / `std_gap`, the mean over features of |mean_gen - mean_real| / std_real and of
     |std_gen / std_real - 1| (observations, rewards; features constant in the real data are skipped)."""
     out: dict[str, float] = {}
     if reward_fn is not None:
         r = np.asarray(reward_fn(generated.observations, generated.actions), np.float64)
-        out["reward_mae"] = float(np.mean(np.abs(generated.rewards - r)))
-        out["reward_rel_error"] = out["reward_mae"] / float(np.mean(np.abs(r)) + 1e-12)
+        defined = np.isfinite(r)  # e.g. a rate of a state with a negative channel gain is not a number
+        out["reward_defined_fraction"] = float(np.mean(defined))
+        err = np.abs(generated.rewards - r)[defined]
+        out["reward_mae"] = float(np.mean(err)) if err.size else float("nan")
+        out["reward_rel_error"] = out["reward_mae"] / float(np.mean(np.abs(r[defined])) + 1e-12) if err.size \
+            else float("nan")
     if valid_fn is not None:
         out["valid_fraction"] = float(np.mean(np.asarray(valid_fn(generated.observations))))
         out["valid_fraction_next"] = float(np.mean(np.asarray(valid_fn(generated.next_observations))))
