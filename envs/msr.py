@@ -7,8 +7,9 @@ Uniform(gain_low_i, gain_high_i) and noise powers n_i (W); the agent splits a to
 
 Action -> allocation (documented mapping, as in GDMOPT): the action a lives in Box(-1, 1, [N]); the powers are
 p = P |a| / sum_j |a_j|, which always meets the budget with equality. The all-zero action (sum |a| = 0) maps to
-the uniform allocation p = P/N. Every feasible allocation p is reachable (a = p / P), in particular the
-water-filling optimum, which `optimal_action` returns.
+the uniform allocation p = P/N. Every feasible allocation p is reachable (a = p / max_j p_j, or any positive
+multiple), in particular the water-filling optimum, which `optimal_action` returns scaled to use the Box's full
+range (largest entry 1), so that action noise in Box units means the same for every budget and channel count.
 
 Observation: [g_1/n_1, ..., g_N/n_N, P], shape [N + 1] (the normalised gains and the budget, i.e. DiffSG's
 problem vector x; including P lets one policy serve a vmapped sweep over budgets).
@@ -161,9 +162,13 @@ class MSR(ProblemEnvironment):
         return self.get_obs(state, params)
 
     def optimal_action(self, key: jax.Array, state: MSRState, params: MSRParams) -> jax.Array:
-        """An action in the Box that maps to the water-filling allocation: a = p*/P in [0, 1]^N."""
+        """An action in the Box that maps to the water-filling allocation: a = p* / max_i p*_i in [0, 1]^N.
+
+        Scaled to the Box's full range rather than a = p*/P (whose entries are ~1/N): with N = 80 channels a
+        noise of 0.01 in Box units would otherwise be as large as the optimal action itself."""
         del key
-        return self.optimal_powers(state, params) / jnp.asarray(params.total_power, jnp.float32)
+        p = self.optimal_powers(state, params)
+        return p / jnp.max(p)
 
     reference_policy = "water-filling"
 
