@@ -76,7 +76,7 @@ def online(r: dict) -> str:
 
 
 def main() -> None:
-    for part, fn in (("msr80", msr80), ("aigc", aigc), ("pendulum", pendulum), ("synthetic", synthetic),
+    for part, fn in (("msr80", msr80), ("aigc", aigc), ("aigc-variants", aigc), ("pendulum", pendulum), ("synthetic", synthetic),
                      ("online", online)):
         path = RESULTS / f"{part}.json"
         if path.exists():
