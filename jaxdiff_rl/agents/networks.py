@@ -24,7 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff_rl.diffusion import GENERATORS, GeneratorConfig, SamplerConfig, generate, make_schedule
+from jaxdiff_rl.diffusion import GENERATORS, GeneratorConfig, SamplerConfig, generate
+from jaxdiff_rl.diffusion.schedules import check_schedule
 from jaxdiff_rl.diffusion.flow import FLOW_ODES
 from jaxdiff_rl.diffusion.samplers import CLIP_GRADIENTS
 from jaxdiff_rl.nets import MLP, Denoiser
@@ -82,7 +83,7 @@ class ActorConfig:
             raise ValueError(f"ActorConfig.hidden_dims must be positive integers, got {self.hidden_dims!r}")
         if isinstance(self.diffusion_steps, bool) or not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 1:
             raise ValueError(f"ActorConfig.diffusion_steps (T) must be an integer >= 1, got {self.diffusion_steps!r}")
-        make_schedule(self.schedule, 1)  # validates the name
+        check_schedule(self.schedule)
         if self.generator not in GENERATORS:
             raise ValueError(f"ActorConfig.generator must be one of {GENERATORS}, got {self.generator!r}")
         if not isinstance(self.logit_scale, (int, float)) or not 0.0 < self.logit_scale <= 100.0:

@@ -50,6 +50,14 @@ def _env_label(env: str, dataset: str | None) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from jaxdiff_rl.train import distributed
+
+    if args.num_processes is not None or args.process_id is not None or args.coordinator is not None:
+        distributed.initialize(1 if args.num_processes is None else args.num_processes,
+                               0 if args.process_id is None else args.process_id, args.coordinator,
+                               timeout_s=args.init_timeout)
+    else:
+        distributed.initialize(timeout_s=args.init_timeout)  # SLURM / MPI / Cloud TPU auto-detection, else nothing
     from jaxdiff_rl.app.experiment import HPARAM_FIELDS, STATIC_FIELDS, TrainSpec, train_spec
     from jaxdiff_rl.app.plot import plot_curves
 
@@ -66,6 +74,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out or f"runs/{args.algo}-{env or Path(args.dataset or 'offline').stem}")
     result = train_spec(spec, out, args.chunk, args.resume, not args.no_progress)
+    if not distributed.is_primary():
+        return 0
     last = {k: np.nanmean(v[:, -max(1, v.shape[1] // 10):]) for k, v in result.metrics.items()
             if k in ("return_mean", "reward_mean", "optimum_fraction", "critic_loss")}
     label = _env_label(env, args.dataset)
@@ -183,6 +193,11 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default runs/<algo>-<env>)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--num-processes", type=int, help="processes of a multi-process job (jax.distributed); the runs "
+                   "are split over all their devices")
+    p.add_argument("--process-id", type=int, help="this process's index in [0, num-processes - 1]")
+    p.add_argument("--coordinator", help="host:port of process 0 (it hosts the coordinator)")
+    p.add_argument("--init-timeout", type=float, default=60.0, help="seconds to wait for the coordinator and peers")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("dataset", help="offline datasets: `dataset collect` rolls a behaviour policy into an .npz")

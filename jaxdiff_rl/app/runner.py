@@ -30,6 +30,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jax.sharding import Mesh
+
+from jaxdiff_rl.train.distributed import is_multiprocess, is_primary, run_sharding, sweep_mesh, to_global, to_host
 from jaxdiff_rl.train.sweep import is_stacked, stack, sweep_size, unstack
 from jaxdiff_rl.train import RunnerState, Trainer, check_finite
 
@@ -82,12 +85,17 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[int, Any] | None:
-    """(step, state) of the latest checkpoint, restored with the shapes and dtypes of `template` (arrays or
-    ShapeDtypeStructs), or None when there is no checkpoint."""
+    """(step, state) of the latest checkpoint, restored with the shapes, dtypes and shardings of `template` (arrays
+    or ShapeDtypeStructs; a sharded template reshards, e.g. a checkpoint of 2 processes restored on 1), or None when
+    there is no checkpoint."""
     step = manager.latest_step()
     if step is None:
         return None
-    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
+    # an explicit target sharding everywhere: without one orbax restores onto the devices that saved the checkpoint,
+    # which fails on another topology; a template without shardings (jax.eval_shape) restores onto local device 0
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None) or local), template)
     return int(step), manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
@@ -124,6 +132,7 @@ def run(
     eval_steps: int = 0,
     eval_envs: int | None = None,
     eval_seed: int = 1,
+    mesh: Mesh | None = None,
 ) -> RunResult:
     """Run `trainer.train` for every run (keys [R], hparams stacked [R]) in chunks of iterations.
 
@@ -141,6 +150,12 @@ def run(
             environments, default the config's `num_envs`) before the first chunk and after every chunk, so the
             learning curve starts at the untrained policy; every run and point uses the key fold_in(eval_seed,
             iteration) (common random instances across runs). 0: no evaluation.
+        mesh: split the runs over this mesh's devices (axis "sweep"; `distributed.sweep_mesh()`). Default: in a
+            multi-process job (`distributed.initialize`) the mesh of every process's devices, else no sharding.
+            With a mesh, R must be a multiple of the device count (refused, not padded, so that a checkpoint
+            restores on another device or process count); every process calls `run` with the same arguments,
+            process 0 alone writes the files and shows progress, all processes write the (sharded) checkpoints,
+            and the returned state and metrics are full NumPy arrays on every process.
     Raises:
         FloatingPointError: a loss became NaN/inf (the message names the loss and the iteration).
         ValueError: run counts that disagree, or chunk/eval sizes < 1.
@@ -167,15 +182,26 @@ def run(
         raise ValueError(f"run: eval_steps must be an integer >= 0, got {eval_steps!r}")
     if eval_envs is not None:
         _check_positive("eval_envs", eval_envs)
+    if mesh is None and is_multiprocess():
+        mesh = sweep_mesh()
+    shard = {} if mesh is None else {"out_shardings": run_sharding(mesh)}
+    host_hparams = hparams  # for run.json: global arrays cannot be read whole on one process
+    if mesh is not None:
+        if runs % mesh.size:
+            raise ValueError(f"run: {runs} runs cannot be split evenly over the mesh's {mesh.size} devices "
+                             f"({jax.process_count()} processes); use a multiple of {mesh.size} runs (more seeds)")
+        keys, hparams, env_params = to_global((keys, hparams, env_params), run_sharding(mesh))
+    primary = is_primary()
     env_axis = None if env_params is None else 0
     evaluate = None
     if eval_steps:
         evaluate = jax.jit(jax.vmap(
-            lambda s, k, h, e: trainer.evaluate(s, k, h, eval_steps, e, num_envs=eval_envs), in_axes=(0, None, 0, env_axis)))
-    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, 0, env_axis)))
+            lambda s, k, h, e: trainer.evaluate(s, k, h, eval_steps, e, num_envs=eval_envs), in_axes=(0, None, 0, env_axis)),
+            **shard)
+    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, 0, env_axis)), **shard)
     run_chunk = jax.jit(
-        jax.vmap(lambda s, h, e, n: trainer.run(s, h, n, e), in_axes=(0, 0, env_axis, None)), static_argnums=3
-    )
+        jax.vmap(lambda s, h, e, n: trainer.run(s, h, n, e), in_axes=(0, 0, env_axis, None)), static_argnums=3,
+        **shard)
 
     t0 = time.perf_counter()
     state = init(keys, hparams, env_params)
@@ -193,42 +219,46 @@ def run(
         restored = restore_latest(manager, state) if resume else None
         if restored is not None:
             done, state = restored
-            _truncate_metrics(metrics_path, done)
-            _truncate_metrics(out / "evaluations.jsonl", done)
-        else:
+            if primary:
+                _truncate_metrics(metrics_path, done)
+                _truncate_metrics(out / "evaluations.jsonl", done)
+        elif primary:
             metrics_path.write_text("")
             (out / "evaluations.jsonl").write_text("")
         info = {"config": repr(config), "runs": runs, "num_iterations": total, "chunk_iterations": chunk,
-                "hparams": jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), hparams.__dict__),
+                "hparams": jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), host_hparams.__dict__),
                 **(description or {})}
-        (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
+        if primary:
+            (out / "run.json").write_text(json.dumps(info, indent=1, default=str))
 
     collected: list[dict[str, np.ndarray]] = []
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
     chunk_seconds: list[float] = []
 
     def evaluate_now(iteration: int) -> None:
-        key = jax.random.fold_in(jax.random.PRNGKey(eval_seed), iteration)
-        values = {k: np.asarray(v) for k, v in jax.device_get(evaluate(state, key, hparams, env_params)).items()}
+        # host NumPy: a replicated input on every process
+        key = np.asarray(jax.random.fold_in(jax.random.PRNGKey(eval_seed), iteration))
+        values = to_host(evaluate(state, key, hparams, env_params))
         evaluations.append((iteration, values))
-        if out_dir is not None:
+        if out_dir is not None and primary:
             with (out / "evaluations.jsonl").open("a") as f:
                 f.write("".join(line + "\n" for line in _scalar_rows({k: v[:, None] for k, v in values.items()},
                                                                     iteration)))
 
     if evaluate is not None:
         evaluate_now(done)
-    bar = tqdm(total=total, initial=done, desc=config.algo, unit="it", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=total, initial=done, desc=config.algo, unit="it", disable=not (progress and primary),
+               file=sys.stderr)
     steps_per_iter = config.num_envs * config.steps_per_iter * runs
     while done < total:
         n = min(chunk, total - done)
         t_chunk = time.perf_counter()
         state, metrics = run_chunk(state, hparams, env_params, n)
-        metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+        metrics = to_host(metrics)
         chunk_seconds.append(time.perf_counter() - t_chunk)
         check_finite(metrics, done)
         collected.append(metrics)
-        if metrics_path is not None:
+        if metrics_path is not None and primary:
             with metrics_path.open("a") as f:
                 f.write("".join(line + "\n" for line in _scalar_rows(metrics, done)))
         done += n
@@ -251,6 +281,8 @@ def run(
     if evaluations:
         evals = {"iteration": np.asarray([it for it, _ in evaluations])}
         evals.update({k: np.stack([v[k] for _, v in evaluations], axis=1) for k in evaluations[0][1]})
+    if mesh is not None and is_multiprocess():
+        state = to_host(state)
     if single:
         state = unstack(state, 0)
         merged = {k: v[0] for k, v in merged.items()}

@@ -25,7 +25,7 @@ from jaxdiff_rl.diffusion.flow import FLOW_ODES, flow_matching_loss, flow_sample
 from jaxdiff_rl.diffusion.guidance import GuideFn
 from jaxdiff_rl.diffusion.losses import diffusion_loss
 from jaxdiff_rl.diffusion.samplers import SamplerConfig, sample
-from jaxdiff_rl.diffusion.schedules import make_schedule
+from jaxdiff_rl.diffusion.schedules import check_schedule, make_schedule
 
 __all__ = ["GENERATORS", "GeneratorConfig", "generate", "generator_loss"]
 
@@ -58,7 +58,7 @@ class GeneratorConfig:
             raise ValueError(f"GeneratorConfig.kind must be one of {GENERATORS}, got {self.kind!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
             raise ValueError(f"GeneratorConfig.steps must be an integer >= 1, got {self.steps!r}")
-        make_schedule(self.schedule, 1)  # validates the name
+        check_schedule(self.schedule)
         if self.ode not in FLOW_ODES:
             raise ValueError(f"GeneratorConfig.ode must be one of {FLOW_ODES}, got {self.ode!r}")
         if self.consistency is not None:

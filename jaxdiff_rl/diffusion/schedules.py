@@ -25,6 +25,7 @@ from flax import struct
 __all__ = [
     "Schedule",
     "make_schedule",
+    "check_schedule",
     "schedule_from_betas",
     "SCHEDULES",
     "q_sample",
@@ -82,6 +83,12 @@ def _betas(name: str, num_steps: int, **kw: float) -> np.ndarray:
     if kw:
         raise ValueError(f"unknown parameter(s) {sorted(kw)} for the {name!r} schedule")
     return betas
+
+
+def check_schedule(name: str, num_steps: int = 1, **params: float) -> None:
+    """The checks of `make_schedule` in NumPy only, for config validation at import time: building the schedule
+    would create JAX arrays and so initialise JAX's backends, after which `jax.distributed.initialize` is refused."""
+    _betas(name, int(num_steps), **params)
 
 
 def make_schedule(name: str = "vp", num_steps: int = 5, **params: float) -> Schedule:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxdiff_rl.diffusion import make_schedule
+from jaxdiff_rl.diffusion.schedules import check_schedule
 from jaxdiff_rl.nets import ACTIVATIONS
 
 __all__ = ["ExploreConfig", "REWARD_DESIGNS"]
@@ -79,9 +79,9 @@ class ExploreConfig:
             raise ValueError(f"ExploreConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if isinstance(self.time_dim, bool) or not isinstance(self.time_dim, int) or self.time_dim < 1:
             raise ValueError(f"ExploreConfig.time_dim must be an integer >= 1, got {self.time_dim!r}")
-        make_schedule(self.schedule, 1)  # validates the name
+        check_schedule(self.schedule)
         if self.state_schedule is not None:
-            make_schedule(self.state_schedule, 1)
+            check_schedule(self.state_schedule)
 
     @property
     def senpnn_schedule(self) -> str:

@@ -7,7 +7,8 @@ vmapped, jitted call of `train`, with the sweep axis sharded over `jax.devices()
 
 On one host the runs are split over the devices with a `jax.sharding.Mesh` (axis "sweep"); the run count is
 padded up to a multiple of the device count (padding runs are dropped from the outputs). The same program spans
-hosts under `jax.distributed.initialize()`.
+processes and hosts after `distributed.initialize(...)`: every process calls `run_sweep` with the same arguments
+and computes its own slice of the runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxdiff_rl.train.distributed import is_multiprocess, pad_runs, run_sharding, sweep_mesh, to_global, to_host
 
 __all__ = ["grid", "random_search", "with_seeds", "run_sweep", "sweep_size", "unstack", "stack", "is_stacked"]
 
@@ -162,20 +164,22 @@ def run_sweep(
     devices: Sequence[Any] | None = None,
 ) -> tuple[Any, Any]:
     """`jax.vmap(train)` over runs (keys [R], hparams [R], env_params [R] or None = shared), sharded over
-    `devices` (default: all). Returns (final states, metrics), each with leading axis R."""
+    `devices` (default: all, of every process). Returns (final states, metrics), each with leading axis R: global
+    arrays sharded over the devices in one process; in a multi-process job (`distributed.initialize`) full NumPy
+    arrays on every process (typed keys as raw key data). R is padded up to a multiple of the device count by
+    repeating the last run; the padding runs are computed and dropped."""
     devices = list(jax.devices() if devices is None else devices)
     runs = int(keys.shape[0])
     if sweep_size(hparams) != runs:
         raise ValueError(f"run_sweep: hparams have {sweep_size(hparams)} runs but keys have {runs}")
     if env_params is not None and sweep_size(env_params) != runs:
         raise ValueError(f"run_sweep: env_params have {sweep_size(env_params)} runs but keys have {runs}")
-    pad = (-runs) % len(devices)
-    padded = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
     args = [keys, hparams] + ([env_params] if env_params is not None else [])
-    args = jax.tree_util.tree_map(padded, args)
-    mesh = Mesh(np.asarray(devices), ("sweep",))
-    sharding = NamedSharding(mesh, PartitionSpec("sweep"))
-    args = jax.device_put(args, sharding)
+    args, pad = pad_runs(args, len(devices))
+    sharding = run_sharding(sweep_mesh(devices))
+    args = to_global(args, sharding)
     fn = jax.vmap(train) if env_params is not None else jax.vmap(lambda k, h: train(k, h))
     out = jax.jit(fn, out_shardings=sharding)(*args)
+    if is_multiprocess():
+        out = to_host(out)
     return jax.tree_util.tree_map(lambda x: x[:runs], out) if pad else out
