@@ -6,6 +6,7 @@ networks vmap over independent parameter sets (seeds, sweeps) like any other arr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -13,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ACTIVATIONS", "activation", "mish", "sinusoidal_embedding", "MLP", "Denoiser"]
+__all__ = ["ACTIVATIONS", "activation", "mish", "sinusoidal_embedding", "MLP", "Denoiser", "dense_layer", "MATMUL_DTYPES"]
 
 def mish(x: jax.Array) -> jax.Array:
     """Mish x tanh(softplus(x)) with one exp: tanh(log(1 + e^x)) = n / (n + 2), n = e^x (e^x + 2).
@@ -56,6 +57,25 @@ def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
+MATMUL_DTYPES = ("float32", "bfloat16")
+
+
+def dense_layer(matmul_dtype: str = "float32") -> Callable[..., nn.Dense]:
+    """`nn.Dense` with f32 parameters whose matmuls run in `matmul_dtype`: "float32", or "bfloat16" (mixed precision
+    for accelerators: inputs and kernel rounded to bf16, products accumulated and returned in f32, bias and
+    activations in f32). Parameter trees are the same in both, so a checkpoint loads into either."""
+    if matmul_dtype == "float32":
+        return nn.Dense
+    if matmul_dtype != "bfloat16":
+        raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+
+    def dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None):
+        return jax.lax.dot_general(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dimension_numbers,
+                                   precision=precision, preferred_element_type=jnp.float32)
+
+    return functools.partial(nn.Dense, dot_general=dot_general)
+
+
 class MLP(nn.Module):
     """Dense stack: hidden layers with activation (optional LayerNorm, residual when widths match), then a
     linear output layer of width `out_dim` with an optional output activation. [..., in] -> [..., out_dim]."""
@@ -66,17 +86,19 @@ class MLP(nn.Module):
     layer_norm: bool = False
     residual: bool = False
     output_activation: str | None = None
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         act = activation(self.activation)
+        dense = dense_layer(self.matmul_dtype)
         for width in self.hidden_dims:
-            z = nn.Dense(width)(h)
+            z = dense(width)(h)
             if self.layer_norm:
                 z = nn.LayerNorm()(z)
             z = act(z)
             h = h + z if self.residual and h.shape[-1] == width else z
-        return activation(self.output_activation)(nn.Dense(self.out_dim)(h))
+        return activation(self.output_activation)(dense(self.out_dim)(h))
 
 
 class Denoiser(nn.Module):
@@ -99,6 +121,7 @@ class Denoiser(nn.Module):
     layer_norm: bool = False
     residual: bool = False
     output_activation: str | None = None
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(
@@ -114,7 +137,8 @@ class Denoiser(nn.Module):
         act = activation(self.activation)
         # embed t in its own shape: a scalar t (all chains at the same step, as in sampling) is embedded once
         temb = sinusoidal_embedding(jnp.asarray(t), self.time_dim)
-        temb = nn.Dense(self.time_dim)(act(nn.Dense(2 * self.time_dim)(temb)))
+        dense = dense_layer(self.matmul_dtype)
+        temb = dense(self.time_dim)(act(dense(2 * self.time_dim)(temb)))
         parts = [x_t, jnp.broadcast_to(temb, (*batch, self.time_dim))]
         if self.cond_dim > 0:
             null = self.param("null_cond", nn.initializers.zeros, (self.cond_dim,))
@@ -138,4 +162,5 @@ class Denoiser(nn.Module):
             layer_norm=self.layer_norm,
             residual=self.residual,
             output_activation=self.output_activation,
+            matmul_dtype=self.matmul_dtype,
         )(jnp.concatenate(parts, axis=-1))

@@ -353,6 +353,7 @@ def make_critic(config: AgentConfig, action_dim: int, discrete: bool):
         hidden_dims=tuple(config.critic_hidden_dims),
         activation=config.critic_activation,
         num_critics=config.num_critics,
+        matmul_dtype=config.actor.matmul_dtype,
     )
 
 

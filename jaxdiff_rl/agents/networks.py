@@ -28,7 +28,7 @@ from jaxdiff_rl.diffusion import GENERATORS, GeneratorConfig, SamplerConfig, gen
 from jaxdiff_rl.diffusion.schedules import check_schedule
 from jaxdiff_rl.diffusion.flow import FLOW_ODES
 from jaxdiff_rl.diffusion.samplers import CLIP_GRADIENTS
-from jaxdiff_rl.nets import MLP, Denoiser
+from jaxdiff_rl.nets import MATMUL_DTYPES, MLP, Denoiser
 
 __all__ = ["ActorConfig", "ActorOutput", "ACTOR_KINDS", "actor_module", "actor_init", "actor_forward",
            "DoubleCritic", "critic_init"]
@@ -62,6 +62,8 @@ class ActorConfig:
             `clamp`). With "zero" a DM-DDPG actor on FD-ISAC saturates at one corner of the box for every state
             (98% of entries at |a| > 0.97, action std across states 0.02) and stops learning; see
             `SamplerConfig.clip_gradient` and experiments/d2rl/README.md.
+        matmul_dtype: "float32" or "bfloat16" (mixed precision on accelerators: bf16 matmuls accumulated in f32,
+            f32 parameters; `jaxdiff_rl.nets.dense_layer`), for the actor and the off-policy agents' critics.
     """
 
     kind: str = "gaussian"
@@ -75,6 +77,7 @@ class ActorConfig:
     generator: str = "ddpm"
     flow_ode: str = "euler"
     logit_scale: float = 1.0
+    matmul_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.kind not in ACTOR_KINDS:
@@ -84,6 +87,8 @@ class ActorConfig:
         if isinstance(self.diffusion_steps, bool) or not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 1:
             raise ValueError(f"ActorConfig.diffusion_steps (T) must be an integer >= 1, got {self.diffusion_steps!r}")
         check_schedule(self.schedule)
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"ActorConfig.matmul_dtype must be one of {MATMUL_DTYPES}, got {self.matmul_dtype!r}")
         if self.generator not in GENERATORS:
             raise ValueError(f"ActorConfig.generator must be one of {GENERATORS}, got {self.generator!r}")
         if not isinstance(self.logit_scale, (int, float)) or not 0.0 < self.logit_scale <= 100.0:
@@ -119,9 +124,11 @@ def actor_module(config: ActorConfig, action_dim: int, obs_dim: int) -> nn.Modul
             time_dim=config.time_dim,
             activation=config.activation,
             output_activation="tanh" if config.output_tanh and config.generator == "ddpm" else None,
+            matmul_dtype=config.matmul_dtype,
         )
     out = 2 * action_dim if config.kind == "gaussian" else action_dim
-    return MLP(out_dim=out, hidden_dims=config.hidden_dims, activation=config.activation)
+    return MLP(out_dim=out, hidden_dims=config.hidden_dims, activation=config.activation,
+               matmul_dtype=config.matmul_dtype)
 
 
 def actor_init(key: jax.Array, config: ActorConfig, obs_dim: int, action_dim: int) -> Any:
@@ -182,6 +189,7 @@ class DoubleCritic(nn.Module):
     hidden_dims: tuple[int, ...] = (256, 256)
     activation: str = "mish"
     num_critics: int = 2
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
@@ -194,7 +202,8 @@ class DoubleCritic(nn.Module):
             out_axes=0,
             axis_size=self.num_critics,
         )
-        q = ensemble(out_dim=self.out_dim, hidden_dims=self.hidden_dims, activation=self.activation)(h)
+        q = ensemble(out_dim=self.out_dim, hidden_dims=self.hidden_dims, activation=self.activation,
+                     matmul_dtype=self.matmul_dtype)(h)
         return q[..., 0] if action is not None else q
 
 
