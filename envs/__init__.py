@@ -16,17 +16,20 @@ from typing import Any
 from envs.aigc import AIGC, AIGCParams
 from envs.environment import Box, Discrete, Environment
 from envs.fd_isac import FDISAC
+from envs.ic_power import ICPower
+from envs.multi_agent import MultiAgentEnv
 from envs.msr import MSR, MSRParams, water_filling
 from envs.noma_uav import NomaUav
 from envs.offloading import Offloading
 
 __all__ = [
-    "make", "names", "register", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
+    "make", "names", "multi_agent_names", "register", "MultiAgentEnv", "ICPower", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
     "water_filling",
 ]
 
 # name -> (environment constructor, preset overrides applied before the user's)
 _REGISTRY: dict[str, tuple[Callable[..., Environment], dict[str, Any]]] = {}
+_MULTI_AGENT: set[str] = set()
 
 
 def register(name: str, env_factory: Callable[..., Environment], **preset: Any) -> None:
@@ -36,11 +39,18 @@ def register(name: str, env_factory: Callable[..., Environment], **preset: Any) 
     if name in _REGISTRY:
         raise ValueError(f"environment {name!r} is already registered")
     _REGISTRY[name] = (env_factory, preset)
+    if isinstance(env_factory, type) and issubclass(env_factory, MultiAgentEnv):
+        _MULTI_AGENT.add(name)
 
 
 def names() -> list[str]:
-    """Registered environment names, sorted."""
-    return sorted(_REGISTRY)
+    """Registered single-agent (gymnax API) environment names, sorted."""
+    return sorted(n for n in _REGISTRY if n not in _MULTI_AGENT)
+
+
+def multi_agent_names() -> list[str]:
+    """Registered multi-agent (JaxMARL API, `envs.multi_agent`) environment names, sorted."""
+    return sorted(_MULTI_AGENT)
 
 
 def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
@@ -51,7 +61,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
         TypeError: a value of the wrong type for its field.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(names())}")
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
     factory, preset = _REGISTRY[name]
     params = factory().make_params(**{**preset, **param_overrides})
     return factory(default_params=params), params
@@ -77,3 +87,6 @@ register("aigc", AIGC)
 register("co", Offloading)
 register("nu", NomaUav)
 register("fd-isac", FDISAC)
+# multi-agent (envs.multi_agent): K-link interference-channel power control, WMMSE as the reference
+register("ic-power", ICPower)
+register("ic-power-10", ICPower, num_links=10)
