@@ -2,6 +2,7 @@
 D2SAC, DM-TD3, DM-DDPG; each module exposes `default_config`, `default_hparams` and `update`. On-policy: PPO and
 A2C (`ppo.py`: `PPOConfig`, `PPOHparams`, the losses). Offline (`offline_base.py`: `OfflineConfig`,
 `OfflineHparams`): BC, TD3+BC, IQL, Diffusion-QL (with EDP's action approximation) and flow Q-learning (FQL).
+Multi-agent (`maddpg.py`: `MAConfig`): MADDPG and DM-MADDPG.
 `make_train` (in `jaxdiff_rl.train`) turns any of them into one jittable `train(key, hparams)`."""
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from typing import Any
 
 from jaxdiff_rl.agents import d2sac, ddpg, dm_ddpg, dm_td3, ppo, sac, td3
 from jaxdiff_rl.agents import bc, diffusion_ql, fql, iql, td3_bc
-from jaxdiff_rl.agents import base, offline_base
+from jaxdiff_rl.agents import base, maddpg, offline_base
+from jaxdiff_rl.agents.maddpg import MA_ALGORITHMS, MAConfig
 from jaxdiff_rl.agents.base import ALGORITHMS, AgentConfig, AgentState, Hparams, act, init_agent
 from jaxdiff_rl.agents.networks import ActorConfig
 from jaxdiff_rl.agents.offline_base import OFFLINE_ALGORITHMS, OfflineConfig, OfflineHparams
 from jaxdiff_rl.agents.ppo import ON_POLICY_ALGORITHMS, PPOConfig, PPOHparams
 
-__all__ = ["ALGORITHMS", "ON_POLICY_ALGORITHMS", "OFFLINE_ALGORITHMS", "OfflineConfig", "OfflineHparams", "PPOConfig", "PPOHparams", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
+__all__ = ["ALGORITHMS", "ON_POLICY_ALGORITHMS", "MA_ALGORITHMS", "MAConfig", "OFFLINE_ALGORITHMS", "OfflineConfig", "OfflineHparams", "PPOConfig", "PPOHparams", "AgentConfig", "AgentState", "ActorConfig", "Hparams", "act", "init_agent", "module",
            "default_config", "default_hparams", "validate_hparams"]
 
 _MODULES: dict[str, ModuleType] = {
@@ -30,8 +32,10 @@ def module(algo: str) -> ModuleType:
     """The module implementing `algo`. Raises ValueError listing the valid names."""
     if algo in ON_POLICY_ALGORITHMS:
         return ppo
+    if algo in MA_ALGORITHMS:
+        return maddpg
     if algo not in _MODULES:
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {sorted([*_MODULES, *ON_POLICY_ALGORITHMS])}")
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {sorted([*_MODULES, *ON_POLICY_ALGORITHMS, *MA_ALGORITHMS])}")
     return _MODULES[algo]
 
 
@@ -41,6 +45,8 @@ def default_config(algo: str, /, **overrides: Any) -> AgentConfig | PPOConfig | 
     On-policy algorithms ("ppo", "a2c") give a `PPOConfig`."""
     if algo in ON_POLICY_ALGORITHMS:
         return ppo.default_config(overrides.pop("algo", algo), **overrides)
+    if algo in MA_ALGORITHMS:
+        return maddpg.default_config(overrides.pop("algo", algo), **overrides)
     bad = sorted(set(overrides) & set(ppo.ON_POLICY_ONLY))
     if bad:
         raise ValueError(f"{algo} is off-policy: {bad} are on-policy settings (use num_envs, steps_per_iter, "
@@ -64,4 +70,6 @@ def default_hparams(algo: str, /, **overrides: Any) -> Hparams | PPOHparams:
         return ppo.default_hparams(algo, **overrides)
     if algo in OFFLINE_ALGORITHMS:
         return offline_base.validate_offline_hparams(module(algo).default_hparams(**overrides))
+    if algo in MA_ALGORITHMS:
+        return validate_hparams(maddpg.default_hparams(**overrides))
     return validate_hparams(module(algo).default_hparams(**overrides))

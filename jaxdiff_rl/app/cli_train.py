@@ -77,7 +77,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not distributed.is_primary():
         return 0
     last = {k: np.nanmean(v[:, -max(1, v.shape[1] // 10):]) for k, v in result.metrics.items()
-            if k in ("return_mean", "reward_mean", "optimum_fraction", "critic_loss")}
+            if k in ("return_mean", "reward_mean", "optimum_fraction", "reference_fraction", "critic_loss")
+            and np.isfinite(v).any()}
     label = _env_label(env, args.dataset)
     print(f"{args.algo} on {label}: {result.metrics['env_steps'].shape[0]} runs, {result.seconds:.1f} s, "
           f"{result.env_steps_per_s:,.0f} env steps/s; last 10%: "
@@ -157,12 +158,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
-    from jaxdiff_rl.agents import ALGORITHMS, OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS
+    from jaxdiff_rl.agents import ALGORITHMS, MA_ALGORITHMS, OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS
     from jaxdiff_rl.app.experiment import (HPARAM_FIELDS, OFFLINE_HPARAMS, OFFLINE_STATIC, ON_POLICY_HPARAMS,
                                            OFF_POLICY_HPARAMS, STATIC_FIELDS)
 
     p = sub.add_parser("train", help="train an agent (seeds x hyperparameter grid in one program)")
-    p.add_argument("--algo", default="d2sac", choices=sorted([*ALGORITHMS, *ON_POLICY_ALGORITHMS, *OFFLINE_ALGORITHMS]))
+    p.add_argument("--algo", default="d2sac", choices=sorted([*ALGORITHMS, *ON_POLICY_ALGORITHMS, *OFFLINE_ALGORITHMS,
+                                                                  *MA_ALGORITHMS]))
     p.add_argument("--env", help="registered environment name (jaxdiff-rl envs lists them), or gymnax:<id> for a "
                                  "gymnax environment (e.g. gymnax:CartPole-v1); default msr-3, or the --dataset's")
     p.add_argument("--dataset", help="offline dataset (.npz from `jaxdiff-rl dataset collect`) for the offline "

@@ -16,7 +16,7 @@ import numpy as np
 
 import envs
 from jaxdiff_rl import agents
-from jaxdiff_rl.agents import (OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams,
+from jaxdiff_rl.agents import (MA_ALGORITHMS, OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams,
                                OfflineConfig, OfflineHparams, PPOConfig, PPOHparams)
 from jaxdiff_rl.app.runner import RunResult, restore_latest, run
 from jaxdiff_rl.train.sweep import grid, with_seeds
@@ -129,6 +129,21 @@ def _config(spec: TrainSpec) -> AgentConfig:
     return config.replace(actor=_actor_changes(spec, config.actor), critic_hidden_dims=critic)
 
 
+MULTI_AGENT_STATIC = ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size", "buffer_size",
+                      "learning_starts")
+
+
+def _multi_agent_config(spec: TrainSpec) -> Any:
+    if spec.base is not None and spec.base != spec.algo:
+        raise ValueError(f"base={spec.base!r}: {spec.algo} takes its own defaults")
+    bad = sorted(set(spec.static) - set(MULTI_AGENT_STATIC))
+    if bad:
+        raise ValueError(f"{spec.algo} is multi-agent: {bad} are not its settings (valid: {list(MULTI_AGENT_STATIC)})")
+    config = agents.default_config(spec.algo, **spec.static)
+    critic = tuple(spec.hidden) if spec.hidden is not None else config.critic_hidden_dims
+    return config.replace(actor=_actor_changes(spec, config.actor), critic_hidden_dims=critic)
+
+
 def _offline_config(spec: TrainSpec, discrete: bool) -> OfflineConfig:
     if spec.base is not None and spec.base != spec.algo:
         raise ValueError(f"base={spec.base!r}: {spec.algo} takes its own defaults")
@@ -172,8 +187,14 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     if unknown:
         raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
     on_policy = spec.algo in ON_POLICY_ALGORITHMS
-    discrete = hasattr(env.action_space(env_params), "n")
-    if on_policy:
+    multi_agent = spec.algo in MA_ALGORITHMS
+    if multi_agent != isinstance(env, envs.MultiAgentEnv):
+        raise ValueError(f"{spec.algo} needs a {'multi' if multi_agent else 'single'}-agent environment, got {env_name!r}"
+                         f" (multi-agent: {envs.multi_agent_names()}; multi-agent algorithms: {list(MA_ALGORITHMS)})")
+    discrete = False if multi_agent else hasattr(env.action_space(env_params), "n")
+    if multi_agent:
+        config = _multi_agent_config(spec)
+    elif on_policy:
         config = _on_policy_config(spec, discrete)
     elif offline:
         config = _offline_config(spec, discrete)

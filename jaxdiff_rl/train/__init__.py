@@ -3,11 +3,12 @@ hparams and env params), so the runner, sweeps, checkpoints, CLI and plots know 
 
 - `off_policy`: SAC, TD3, DDPG and their diffusion versions (D2SAC, DM-TD3, DM-DDPG), replay buffer on device;
 - `on_policy`: PPO, A2C and DM-PPO (GAE, clipped surrogate, minibatch epochs);
+- `multi_agent`: MADDPG and DM-MADDPG (centralised critics, decentralised actors) on `envs.multi_agent` envs;
 - `offline`: BC, TD3+BC, IQL, Diffusion-QL and FQL on a fixed dataset (periodic greedy evaluation in the env);
 - beside them the pieces every loop shares: `buffer` (device replay buffer), `rollout` (vectorised episodes,
   timed rollouts, optimum fractions) and `sweep` (seed / grid stacking and sharding of hparams).
 
-`make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig`, `PPOConfig` or `OfflineConfig`,
+`make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig`, `PPOConfig`, `MAConfig` or `OfflineConfig`,
 which also takes the dataset).
 """
 
@@ -17,13 +18,14 @@ from typing import Any, Callable
 
 from jaxdiff_rl.agents.offline_base import OfflineConfig
 from jaxdiff_rl.agents.ppo import PPOConfig
-from jaxdiff_rl.train import off_policy, offline, on_policy
+from jaxdiff_rl.agents.maddpg import MAConfig
+from jaxdiff_rl.train import multi_agent, off_policy, offline, on_policy
 from jaxdiff_rl.train.off_policy import (ActionSpec, RunnerState, Trainer, action_spec, check_finite,
                                          greedy_evaluation, optimum_fraction)
 from jaxdiff_rl.train.on_policy import OnPolicyState
 
 __all__ = ["ActionSpec", "RunnerState", "OnPolicyState", "Trainer", "make_trainer", "make_train", "action_spec",
-           "check_finite", "optimum_fraction", "greedy_evaluation", "off_policy", "on_policy", "offline"]
+           "check_finite", "optimum_fraction", "greedy_evaluation", "off_policy", "on_policy", "offline", "multi_agent"]
 
 
 def make_trainer(config: Any, env: Any, env_params: Any, dataset: Any = None) -> Trainer:
@@ -38,6 +40,8 @@ def make_trainer(config: Any, env: Any, env_params: Any, dataset: Any = None) ->
         raise ValueError(f"dataset is for offline algorithms; {type(config).__name__} collects its own data")
     if isinstance(config, PPOConfig):
         return on_policy.make_trainer(config, env, env_params)
+    if isinstance(config, MAConfig):
+        return multi_agent.make_trainer(config, env, env_params)
     return off_policy.make_trainer(config, env, env_params)
 
 

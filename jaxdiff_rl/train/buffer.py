@@ -31,7 +31,8 @@ __all__ = ["BufferState", "Transition", "Batch", "buffer_init", "buffer_add", "b
 class Transition:
     """One vectorised environment step, leading axis = environments.
 
-    obs [N, obs_dim], action [N, act_dim] float or [N] int, reward [N], next_obs [N, obs_dim] (the final
+    obs [N, obs_dim] (or a pytree of [N, ...] leaves), action [N, act_dim] float or [N] int, reward [N] (or [N, K]:
+    one per agent, the n-step sums are per entry), next_obs [N, obs_dim] (the final
     observation when the episode ended), terminated [N] bool (no bootstrap), done [N] bool (episode boundary:
     terminated or truncated)."""
 
@@ -93,6 +94,8 @@ def buffer_sample(
     garbage (zeros); callers start updating once `size * num_envs >= batch_size`.
     """
     rows, num_envs = state.data.reward.shape[:2]
+    extra = state.data.reward.ndim - 2  # per-agent rewards [rows, N, K] keep their trailing axes
+    lift = lambda x: x.reshape(x.shape + (1,) * extra)
     k_row, k_env = jax.random.split(key)
     size = jnp.maximum(state.size, 1)
     oldest = jnp.where(state.size < rows, 0, state.ptr)
@@ -101,7 +104,7 @@ def buffer_sample(
     gamma = jnp.asarray(gamma, jnp.float32)
     row_of = lambda c: (oldest + c) % rows
     first = row_of(chrono)
-    ret = jnp.zeros(batch_size, jnp.float32)
+    ret = jnp.zeros((batch_size,) + state.data.reward.shape[2:], jnp.float32)
     discount = jnp.ones(batch_size, jnp.float32)
     alive = jnp.ones(batch_size, bool)  # still accumulating (episode not ended, rows available)
     last = first
@@ -110,16 +113,17 @@ def buffer_sample(
         available = c < size
         take = alive & available
         r = row_of(c)
-        ret = ret + jnp.where(take, discount * state.data.reward[r, lane], 0.0)
+        ret = ret + jnp.where(lift(take), lift(discount) * state.data.reward[r, lane], 0.0)
         discount = jnp.where(take, discount * gamma, discount)
         last = jnp.where(take, r, last)
         alive = take & ~state.data.done[r, lane]
     discount = discount * (1.0 - state.data.terminated[last, lane].astype(jnp.float32))
+    at = lambda row: (lambda x: x[row, lane])  # observations may be pytrees (the multi-agent loop: local + global)
     return Batch(
-        obs=state.data.obs[first, lane],
+        obs=jax.tree_util.tree_map(at(first), state.data.obs),
         action=state.data.action[first, lane],
         reward=ret,
-        next_obs=state.data.next_obs[last, lane],
+        next_obs=jax.tree_util.tree_map(at(last), state.data.next_obs),
         discount=discount,
     )
 
