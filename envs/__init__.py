@@ -17,13 +17,14 @@ from envs.aigc import AIGC, AIGCParams
 from envs.environment import Box, Discrete, Environment
 from envs.fd_isac import FDISAC
 from envs.ic_power import ICPower
+from envs.mc_access import MCAccess
 from envs.multi_agent import MultiAgentEnv
 from envs.msr import MSR, MSRParams, water_filling
 from envs.noma_uav import NomaUav
 from envs.offloading import Offloading
 
 __all__ = [
-    "make", "names", "multi_agent_names", "register", "MultiAgentEnv", "ICPower", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
+    "make", "names", "multi_agent_names", "register", "MultiAgentEnv", "ICPower", "MCAccess", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
     "water_filling",
 ]
 
@@ -90,3 +91,4 @@ register("fd-isac", FDISAC)
 # multi-agent (envs.multi_agent): K-link interference-channel power control, WMMSE as the reference
 register("ic-power", ICPower)
 register("ic-power-10", ICPower, num_links=10)
+register("mc-access", MCAccess)
