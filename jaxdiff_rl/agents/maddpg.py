@@ -31,7 +31,8 @@ from jaxdiff_rl.agents.networks import ActorConfig, DoubleCritic, actor_forward,
 __all__ = ["MA_ALGORITHMS", "MAConfig", "default_config", "default_hparams", "init", "policy", "update",
            "with_agent_ids", "make_critic"]
 
-MA_ALGORITHMS = ("maddpg", "dm_maddpg")
+MA_ALGORITHMS = ("maddpg", "dm_maddpg", "qmix")
+_ACTOR_KIND = {"maddpg": "deterministic", "dm_maddpg": "diffusion", "qmix": "categorical"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,9 @@ class MAConfig:
     holds `learning_starts` (uniform random actions before that). `num_critics`: 1 (MADDPG) or 2 (clipped double
     Q); `target_smoothing`: TD3's clipped noise on the target actions; `share_parameters`: one actor for all
     agents with agent-id inputs (see the module docstring). Exploration: Gaussian noise of std
-    `Hparams.explore_noise` on the [-1, 1] actions.
+    `Hparams.explore_noise` on the [-1, 1] actions. QMIX (`algo="qmix"`, `agents/qmix.py`): `actor` describes the
+    per-agent utility MLP (kind "categorical": discrete actions), `mixer_embed` the mixer's width, exploration is
+    epsilon-greedy with `Hparams.epsilon`.
     """
 
     algo: str = "maddpg"
@@ -60,11 +63,12 @@ class MAConfig:
     batch_size: int = 256
     buffer_size: int = 100_000
     learning_starts: int = 0
+    mixer_embed: int = 32
 
     def __post_init__(self) -> None:
         if self.algo not in MA_ALGORITHMS:
             raise ValueError(f"MAConfig.algo must be one of {MA_ALGORITHMS}, got {self.algo!r}")
-        expected = "diffusion" if self.algo == "dm_maddpg" else "deterministic"
+        expected = _ACTOR_KIND[self.algo]
         if self.actor.kind != expected:
             raise ValueError(f"MAConfig.actor.kind must be {expected!r} for algo={self.algo!r}, got {self.actor.kind!r}")
         for name in ("num_envs", "steps_per_iter", "updates_per_iter", "num_iterations", "batch_size",
@@ -94,8 +98,10 @@ class MAConfig:
 
 
 def default_config(algo: str = "maddpg", **overrides: Any) -> MAConfig:
-    """MADDPG: tanh actors, one critic per agent (K heads). DM-MADDPG: the diffusion actor (T = 5, VP schedule)."""
-    actor = ActorConfig(kind="diffusion", diffusion_steps=5) if algo == "dm_maddpg" else ActorConfig(kind="deterministic")
+    """MADDPG: tanh actors, one critic per agent (K heads). DM-MADDPG: the diffusion actor (T = 5, VP schedule).
+    QMIX: utility MLPs (64, 64) and a mixer of width 32."""
+    actor = {"dm_maddpg": ActorConfig(kind="diffusion", diffusion_steps=5),
+             "qmix": ActorConfig(kind="categorical", hidden_dims=(64, 64))}.get(algo, ActorConfig(kind="deterministic"))
     return MAConfig(**{"algo": algo, "actor": actor, **overrides})
 
 

@@ -1,4 +1,4 @@
-"""The multi-agent off-policy loop (MADDPG, DM-MADDPG): `make_trainer(config, env, env_params) -> Trainer`.
+"""The multi-agent off-policy loop (MADDPG, DM-MADDPG; QMIX for discrete actions): `make_trainer(config, env, env_params) -> Trainer`.
 
 The same shape as `train.off_policy`: one jitted `lax.scan` over iterations; each collects `steps_per_iter`
 vectorised joint steps of `num_envs` environments (`vmap`) into the device replay buffer, then runs
@@ -6,7 +6,8 @@ vectorised joint steps of `num_envs` environments (`vmap`) into the device repla
 checkpoints and plots need no special case.
 
 Environments: ours (`envs.multi_agent.MultiAgentEnv`) or JaxMARL's through `envs.multi_agent.from_jaxmarl`; every
-agent must have the same spaces (continuous Box actions; the loop maps [-1, 1] affinely onto the Box).
+agent must have the same spaces (MADDPG: continuous Box actions, the loop maps [-1, 1] affinely onto the Box; QMIX:
+Discrete actions, joint actions [N, K] int32).
 The buffer stores {"local": [N, K, o], "global": [N, S]} observations (the global state from `env.get_state`, the
 one the centralised critic sees), joint actions [N, K, A] and per-agent rewards [N, K].
 
@@ -26,7 +27,7 @@ import numpy as np
 from flax import struct
 
 from envs.multi_agent import stack, stacked_spaces, unstack
-from jaxdiff_rl.agents import maddpg
+from jaxdiff_rl.agents import maddpg, qmix
 from jaxdiff_rl.agents.base import AgentState, Hparams, validate_hparams
 from jaxdiff_rl.train.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
 from jaxdiff_rl.train.off_policy import ActionSpec, Trainer
@@ -50,18 +51,17 @@ class MARunnerState:
 
 
 def multi_agent_spec(env: Any, env_params: Any) -> tuple[ActionSpec, int]:
-    """(ActionSpec of one agent, number of agents); ValueError for discrete or unbounded action spaces."""
+    """(ActionSpec of one agent, number of agents); ValueError for unbounded action boxes."""
     obs_space, act_space = stacked_spaces(env, env_params)
+    obs_dim = int(np.prod(obs_space.shape)) if tuple(obs_space.shape) else 1
     if hasattr(act_space, "n"):
-        raise ValueError(f"{env.name if hasattr(env, 'name') else type(env).__name__}: MADDPG needs continuous (Box) "
-                         f"actions, got Discrete({act_space.n}); JaxMARL MPE: make(..., action_type='Continuous')")
+        return ActionSpec(True, int(act_space.n), obs_dim), len(env.agents)
     shape = tuple(act_space.shape)
     dim = int(np.prod(shape)) if shape else 1
     low = np.broadcast_to(np.asarray(act_space.low, np.float32), shape).reshape(-1)
     high = np.broadcast_to(np.asarray(act_space.high, np.float32), shape).reshape(-1)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise ValueError(f"continuous agents need a bounded action Box, got low={low}, high={high}")
-    obs_dim = int(np.prod(obs_space.shape)) if tuple(obs_space.shape) else 1
     return ActionSpec(False, dim, obs_dim, tuple(low.tolist()), tuple(high.tolist())), len(env.agents)
 
 
@@ -78,7 +78,9 @@ def _to_env(spec: ActionSpec, action: jax.Array) -> jax.Array:
 
 
 def _env_actions(ctx: _Ctx, action: jax.Array) -> dict[str, jax.Array]:
-    """[K, A] in [-1, 1] -> {agent: action in its Box, in the Box's shape}."""
+    """[K, A] in [-1, 1] -> {agent: action in its Box, in the Box's shape}; discrete: [K] int -> {agent: int}."""
+    if ctx.spec.discrete:
+        return unstack(action.astype(jnp.int32), list(ctx.env.agents))
     space_shape = ctx.env.action_space(ctx.env.agents[0]).shape
     return unstack(_to_env(ctx.spec, action).reshape((ctx.num_agents,) + tuple(space_shape)), list(ctx.env.agents))
 
@@ -107,10 +109,14 @@ def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: j
     rs, buffer = carry
     config, spec, n, k = ctx.config, ctx.spec, ctx.config.num_envs, ctx.num_agents
     k_act, k_noise, k_rand, k_env = jax.random.split(key, 4)
-    policy_action = maddpg.policy(config, rs.agent.actor, k_act, rs.obs, spec.dim)
-    noise = hparams.explore_noise * jax.random.normal(k_noise, policy_action.shape)
-    policy_action = jnp.clip(policy_action + noise, -1.0, 1.0)
-    random_action = jax.random.uniform(k_rand, policy_action.shape, minval=-1.0, maxval=1.0)
+    if spec.discrete:
+        policy_action = qmix.policy(config, rs.agent.actor, k_act, rs.obs, spec.dim, hparams.epsilon)
+        random_action = jax.random.randint(k_rand, policy_action.shape, 0, spec.dim, jnp.int32)
+    else:
+        policy_action = maddpg.policy(config, rs.agent.actor, k_act, rs.obs, spec.dim)
+        noise = hparams.explore_noise * jax.random.normal(k_noise, policy_action.shape)
+        policy_action = jnp.clip(policy_action + noise, -1.0, 1.0)
+        random_action = jax.random.uniform(k_rand, policy_action.shape, minval=-1.0, maxval=1.0)
     action = jnp.where(rs.env_steps < config.learning_starts, random_action, policy_action)
     global_state = _global(ctx, env_params, rs.env_state)
     obs, env_state, rewards, terminated, done, final_obs, final_state, reference = _vector_step(
@@ -136,7 +142,7 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: MARunnerState, 
     def gradient_step(agent, kk):
         k_sample, k_up = jax.random.split(kk)
         batch = buffer_sample(buffer, k_sample, config.batch_size, 1, hparams.gamma)
-        return maddpg.update(k_up, config, agent, batch, hparams, ctx.spec.dim)
+        return (qmix if ctx.spec.discrete else maddpg).update(k_up, config, agent, batch, hparams, ctx.spec.dim)
 
     def updates(agent):
         agent, metrics = jax.lax.scan(gradient_step, agent, jax.random.split(k_update, config.updates_per_iter))
@@ -206,6 +212,11 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
     if not isinstance(config, maddpg.MAConfig):
         raise TypeError(f"config must be a jaxdiff_rl.agents.maddpg.MAConfig, got {type(config).__name__}")
     spec, num_agents = multi_agent_spec(env, env_params)
+    if spec.discrete != (config.algo == "qmix"):
+        need = "discrete (Discrete)" if config.algo == "qmix" else "continuous (Box)"
+        raise ValueError(f"{config.algo} needs {need} actions; {getattr(env, 'name', type(env).__name__)} has "
+                         f"{'discrete' if spec.discrete else 'continuous'} ones (JaxMARL MPE: "
+                         "make(..., action_type='Continuous') for MADDPG)")
     ctx = _Ctx(config, env, spec, num_agents)
     default_env_params = env_params
     agents = list(env.agents)
@@ -218,9 +229,11 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
         obs, env_state = jax.vmap(lambda kk: env.reset(kk, env_params))(jax.random.split(k_env, config.num_envs))
         local = jax.vmap(lambda o: stack(o, agents).reshape(num_agents, -1).astype(jnp.float32))(obs)
         global_state = _global(ctx, env_params, env_state)
-        agent = maddpg.init(k_agent, config, hparams, num_agents, spec.obs_dim, global_state.shape[-1], spec.dim)
+        agent = (qmix if spec.discrete else maddpg).init(k_agent, config, hparams, num_agents, spec.obs_dim,
+                                                         global_state.shape[-1], spec.dim)
         n = config.num_envs
-        example = Transition(obs={"local": local, "global": global_state}, action=jnp.zeros((n, num_agents, spec.dim)),
+        action = jnp.zeros((n, num_agents), jnp.int32) if spec.discrete else jnp.zeros((n, num_agents, spec.dim))
+        example = Transition(obs={"local": local, "global": global_state}, action=action,
                              reward=jnp.zeros((n, num_agents)), next_obs={"local": local, "global": global_state},
                              terminated=jnp.zeros(n, bool), done=jnp.zeros(n, bool))
         return MARunnerState(agent=agent, buffer=buffer_init(example, config.buffer_size), env_state=env_state,
@@ -239,7 +252,10 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
                  num_envs: int | None = None):
         """Greedy joint policy (no exploration noise) in fresh environments; see `evaluate_policy`."""
         def policy(k, local, env_state):
-            action = maddpg.policy(config, state.agent.actor, k, local, spec.dim, greedy=True)
+            if spec.discrete:
+                action = qmix.policy(config, state.agent.actor, k, local, spec.dim)
+            else:
+                action = maddpg.policy(config, state.agent.actor, k, local, spec.dim, greedy=True)
             return jax.vmap(partial(_env_actions, ctx))(action)
 
         return evaluate_policy(env, default_env_params if env_params is None else env_params, policy, key, num_steps,

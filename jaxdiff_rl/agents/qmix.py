@@ -1,0 +1,119 @@
+"""QMIX (Rashid et al. 2018): per-agent utilities mixed by a monotone network; discrete actions, cooperative reward.
+
+Agent i's utility Q_i(o_i, .) [A] is an MLP on its local observation (shared parameters with a one-hot agent id
+by default, `MAConfig.share_parameters`); the mixer turns the chosen utilities q [K] into
+
+    Q_tot(q, s) = w2(s)^T elu(W1(s)^T q + b1(s)) + V(s),    W1 = |hyper_1(s)| [K, E], w2 = |hyper_2(s)| [E]
+
+whose weights come from hypernetworks of the global state s and are made nonnegative by an absolute value, so
+dQ_tot / dq_i >= 0 for every agent (monotone: the argmax of Q_tot is every agent's own argmax, the decentralised
+greedy policy). Target (double Q): a'_i = argmax Q_i(o'_i, .) from the online utilities, evaluated by the target
+utilities and mixer; y = r + discount Q'_tot; loss = mean (Q_tot - y)^2 with r the agents' mean reward (equal for a
+cooperative team reward). Exploration: epsilon-greedy with `Hparams.epsilon`. Targets are Polyak averages (tau).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
+from jaxdiff_rl.nets import MLP
+
+__all__ = ["Mixer", "utility_net", "init", "policy", "update", "default_hparams"]
+
+
+class Mixer(nn.Module):
+    """Monotone mixing network: utilities q [B, K] and global state s [B, S] -> Q_tot [B]."""
+
+    embed: int = 32
+
+    @nn.compact
+    def __call__(self, q: jax.Array, s: jax.Array) -> jax.Array:
+        k = q.shape[-1]
+        w1 = jnp.abs(nn.Dense(k * self.embed, name="hyper_w1")(s)).reshape(s.shape[:-1] + (k, self.embed))
+        b1 = nn.Dense(self.embed, name="hyper_b1")(s)
+        h = nn.elu(jnp.einsum("...k,...ke->...e", q, w1) + b1)
+        w2 = jnp.abs(nn.Dense(self.embed, name="hyper_w2")(s))
+        v = nn.Dense(1, name="value_out")(nn.relu(nn.Dense(self.embed, name="value_hidden")(s)))[..., 0]
+        return jnp.sum(h * w2, axis=-1) + v
+
+
+def utility_net(config: Any, num_actions: int) -> MLP:
+    return MLP(out_dim=num_actions, hidden_dims=tuple(config.actor.hidden_dims), activation=config.actor.activation)
+
+
+def default_hparams(**overrides: Any) -> Hparams:
+    base = dict(lr_critic=5e-4, gamma=0.99, tau=0.01, epsilon=0.1)
+    return Hparams(**{**base, **overrides})
+
+
+def _with_ids(config: Any, local: jax.Array) -> jax.Array:
+    from jaxdiff_rl.agents.maddpg import with_agent_ids
+
+    return with_agent_ids(config, local)
+
+
+def utilities(config: Any, params: Any, local: jax.Array, num_actions: int) -> jax.Array:
+    """Q_i(o_i, .) for local observations [B, K, o] -> [B, K, A]."""
+    obs = _with_ids(config, local)
+    net = utility_net(config, num_actions)
+    if config.share_parameters:
+        return net.apply(params, obs)
+    return jax.vmap(net.apply, in_axes=(0, 1), out_axes=1)(params, obs)
+
+
+def init(key: jax.Array, config: Any, hparams: Hparams, num_agents: int, obs_dim: int, state_dim: int,
+         num_actions: int) -> AgentState:
+    k_util, k_mix = jax.random.split(key)
+    width = obs_dim + (num_agents if config.share_parameters else 0)
+    net = utility_net(config, num_actions)
+    if config.share_parameters:
+        util = net.init(k_util, jnp.zeros((1, width)))
+    else:
+        util = jax.vmap(lambda kk: net.init(kk, jnp.zeros((1, width))))(jax.random.split(k_util, num_agents))
+    mixer = Mixer(config.mixer_embed).init(k_mix, jnp.zeros((1, num_agents)), jnp.zeros((1, state_dim)))
+    return AgentState(actor=util, critic=mixer, target_actor=util, target_critic=mixer, actor_opt=adam_init(util),
+                      critic_opt=adam_init(mixer), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
+                      updates=jnp.int32(0))
+
+
+def policy(config: Any, params: Any, key: jax.Array, local: jax.Array, num_actions: int, epsilon: Any = 0.0) -> jax.Array:
+    """Epsilon-greedy joint action [B, K] int32 (greedy with epsilon = 0)."""
+    greedy = jnp.argmax(utilities(config, params, local, num_actions), axis=-1).astype(jnp.int32)
+    k_pick, k_rand = jax.random.split(key)
+    random = jax.random.randint(k_rand, greedy.shape, 0, num_actions, jnp.int32)
+    return jnp.where(jax.random.uniform(k_pick, greedy.shape) < epsilon, random, greedy)
+
+
+def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: Hparams,
+           num_actions: int) -> tuple[AgentState, dict[str, jax.Array]]:
+    """One TD update of the utilities and the mixer (module docstring). Pure."""
+    del key
+    local, s = batch.obs["local"], batch.obs["global"]
+    next_local, next_s = batch.next_obs["local"], batch.next_obs["global"]
+    mixer = Mixer(config.mixer_embed)
+    next_online = utilities(config, state.actor, next_local, num_actions)
+    next_a = jnp.argmax(next_online, axis=-1)
+    next_q = jnp.take_along_axis(utilities(config, state.target_actor, next_local, num_actions), next_a[..., None],
+                                 -1)[..., 0]
+    reward = jnp.mean(batch.reward, axis=-1) if batch.reward.ndim > 1 else batch.reward
+    y = jax.lax.stop_gradient(reward + batch.discount * mixer.apply(state.target_critic, next_q, next_s))
+
+    def loss_fn(params):
+        util, mix = params
+        q = jnp.take_along_axis(utilities(config, util, local, num_actions), batch.action[..., None].astype(jnp.int32),
+                                -1)[..., 0]
+        q_tot = mixer.apply(mix, q, s)
+        return jnp.mean((q_tot - y) ** 2), q_tot
+
+    (loss, q_tot), (g_util, g_mix) = jax.value_and_grad(loss_fn, has_aux=True)((state.actor, state.critic))
+    util, util_opt = adam_step(state.actor, g_util, state.actor_opt, hparams.lr_critic, hparams.weight_decay)
+    mix, mix_opt = adam_step(state.critic, g_mix, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    new_state = state.replace(actor=util, critic=mix, actor_opt=util_opt, critic_opt=mix_opt,
+                              target_actor=polyak(state.target_actor, util, hparams.tau),
+                              target_critic=polyak(state.target_critic, mix, hparams.tau), updates=state.updates + 1)
+    return new_state, {"critic_loss": loss, "q_mean": jnp.mean(q_tot), "target_mean": jnp.mean(y)}
