@@ -1,4 +1,4 @@
-"""mc-access (multi-user channel access): QMIX vs the enumerated optimum, best-channel and random access.
+"""mc-access (multi-user channel access): QMIX and DM-QMIX vs the enumerated optimum, best-channel and random access.
 
     python -m experiments.multi_agent.mc_access [--seeds 8] [--iterations 1500]
 
@@ -17,7 +17,6 @@ import numpy as np
 
 import envs
 from jaxdiff_rl.agents import maddpg, qmix
-from jaxdiff_rl.agents.networks import ActorConfig
 from jaxdiff_rl.train import make_trainer
 from jaxdiff_rl.train.multi_agent import evaluate_policy
 from jaxdiff_rl.train.sweep import with_seeds
@@ -41,21 +40,22 @@ def main(argv: list[str] | None = None) -> None:
                 jax.random.split(kk, local.shape[0]), es)
             r = jax.jit(lambda: evaluate_policy(env, params, f, eval_key, 64, 64))()
             row[name] = {"sum_rate": float(r["reward_mean"]), "optimum_fraction": float(r["reference_fraction"])}
-        config = maddpg.default_config("qmix", actor=ActorConfig(kind="categorical", hidden_dims=(64, 64)),
-                                       num_envs=16, batch_size=128, num_iterations=args.iterations, learning_starts=256)
-        trainer = make_trainer(config, env, params)
-        keys, hp = with_seeds(qmix.default_hparams(gamma=0.0), args.seeds, 0)
-        t0 = time.perf_counter()
-        state, _ = jax.block_until_ready(jax.jit(jax.vmap(trainer.train))(keys, hp))
-        seconds = time.perf_counter() - t0
-        ev = jax.jit(jax.vmap(lambda s, h: trainer.evaluate(s, eval_key, h, 64, num_envs=64)))(state, hp)
-        frac = np.asarray(ev["reference_fraction"])
-        row["qmix"] = {"sum_rate": float(np.mean(ev["reward_mean"])), "optimum_fraction": float(frac.mean()),
-                       "optimum_fraction_std": float(frac.std()), "per_seed": frac.tolist(),
-                       "train_seconds_all_seeds": seconds}
-        print(f"N={n} C={c}: QMIX {frac.mean():.4f} +- {frac.std():.4f} of the optimum ({seconds:.0f} s); "
-              f"best-channel {row['best_channel']['optimum_fraction']:.4f}, random {row['random']['optimum_fraction']:.4f}",
-              flush=True)
+        for algo in ("qmix", "dm_qmix"):
+            config = maddpg.default_config(algo, num_envs=16, batch_size=128, num_iterations=args.iterations,
+                                           learning_starts=256)
+            trainer = make_trainer(config, env, params)
+            keys, hp = with_seeds(qmix.default_hparams(gamma=0.0), args.seeds, 0)
+            t0 = time.perf_counter()
+            state, _ = jax.block_until_ready(jax.jit(jax.vmap(trainer.train))(keys, hp))
+            seconds = time.perf_counter() - t0
+            ev = jax.jit(jax.vmap(lambda s, h: trainer.evaluate(s, eval_key, h, 64, num_envs=64)))(state, hp)
+            frac = np.asarray(ev["reference_fraction"])
+            row[algo] = {"sum_rate": float(np.mean(ev["reward_mean"])), "optimum_fraction": float(frac.mean()),
+                         "optimum_fraction_std": float(frac.std()), "per_seed": frac.tolist(),
+                         "train_seconds_all_seeds": seconds}
+            print(f"N={n} C={c}: {algo} {frac.mean():.4f} +- {frac.std():.4f} of the optimum ({seconds:.0f} s); "
+                  f"best-channel {row['best_channel']['optimum_fraction']:.4f}, random "
+                  f"{row['random']['optimum_fraction']:.4f}", flush=True)
         out["settings"][f"N{n}-C{c}"] = row
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "mc_access.json").write_text(json.dumps(out, indent=1))

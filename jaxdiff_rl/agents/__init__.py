@@ -2,7 +2,7 @@
 D2SAC, DM-TD3, DM-DDPG; each module exposes `default_config`, `default_hparams` and `update`. On-policy: PPO and
 A2C (`ppo.py`: `PPOConfig`, `PPOHparams`, the losses). Offline (`offline_base.py`: `OfflineConfig`,
 `OfflineHparams`): BC, TD3+BC, IQL, Diffusion-QL (with EDP's action approximation) and flow Q-learning (FQL).
-Multi-agent (`maddpg.py`: `MAConfig`): MADDPG, DM-MADDPG and QMIX (`qmix.py`).
+Multi-agent (`maddpg.py`: `MAConfig`): MADDPG, DM-MADDPG, QMIX and DM-QMIX (`qmix.py`).
 `make_train` (in `jaxdiff_rl.train`) turns any of them into one jittable `train(key, hparams)`."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def module(algo: str) -> ModuleType:
     if algo in ON_POLICY_ALGORITHMS:
         return ppo
     if algo in MA_ALGORITHMS:
-        return qmix if algo == "qmix" else maddpg
+        return qmix if algo in ("qmix", "dm_qmix") else maddpg
     if algo not in _MODULES:
         raise ValueError(f"unknown algorithm {algo!r}; valid: {sorted([*_MODULES, *ON_POLICY_ALGORITHMS, *MA_ALGORITHMS])}")
     return _MODULES[algo]
@@ -71,5 +71,5 @@ def default_hparams(algo: str, /, **overrides: Any) -> Hparams | PPOHparams:
     if algo in OFFLINE_ALGORITHMS:
         return offline_base.validate_offline_hparams(module(algo).default_hparams(**overrides))
     if algo in MA_ALGORITHMS:
-        return validate_hparams((qmix if algo == "qmix" else maddpg).default_hparams(**overrides))
+        return validate_hparams((qmix if algo in ("qmix", "dm_qmix") else maddpg).default_hparams(**overrides))
     return validate_hparams(module(algo).default_hparams(**overrides))

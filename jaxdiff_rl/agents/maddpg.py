@@ -31,8 +31,9 @@ from jaxdiff_rl.agents.networks import ActorConfig, DoubleCritic, actor_forward,
 __all__ = ["MA_ALGORITHMS", "MAConfig", "default_config", "default_hparams", "init", "policy", "update",
            "with_agent_ids", "make_critic"]
 
-MA_ALGORITHMS = ("maddpg", "dm_maddpg", "qmix")
-_ACTOR_KIND = {"maddpg": "deterministic", "dm_maddpg": "diffusion", "qmix": "categorical"}
+MA_ALGORITHMS = ("maddpg", "dm_maddpg", "qmix", "dm_qmix")
+DISCRETE_MA_ALGORITHMS = ("qmix", "dm_qmix")
+_ACTOR_KIND = {"maddpg": "deterministic", "dm_maddpg": "diffusion", "qmix": "categorical", "dm_qmix": "diffusion"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,8 @@ class MAConfig:
     agents with agent-id inputs (see the module docstring). Exploration: Gaussian noise of std
     `Hparams.explore_noise` on the [-1, 1] actions. QMIX (`algo="qmix"`, `agents/qmix.py`): `actor` describes the
     per-agent utility MLP (kind "categorical": discrete actions), `mixer_embed` the mixer's width, exploration is
-    epsilon-greedy with `Hparams.epsilon`.
+    epsilon-greedy with `Hparams.epsilon`. DM-QMIX (`algo="dm_qmix"`): `actor` is the diffusion policy (shared over
+    agents), the utilities use `actor.hidden_dims` too.
     """
 
     algo: str = "maddpg"
@@ -101,7 +103,8 @@ def default_config(algo: str = "maddpg", **overrides: Any) -> MAConfig:
     """MADDPG: tanh actors, one critic per agent (K heads). DM-MADDPG: the diffusion actor (T = 5, VP schedule).
     QMIX: utility MLPs (64, 64) and a mixer of width 32."""
     actor = {"dm_maddpg": ActorConfig(kind="diffusion", diffusion_steps=5),
-             "qmix": ActorConfig(kind="categorical", hidden_dims=(64, 64))}.get(algo, ActorConfig(kind="deterministic"))
+             "qmix": ActorConfig(kind="categorical", hidden_dims=(64, 64)),
+             "dm_qmix": ActorConfig(kind="diffusion", hidden_dims=(64, 64), diffusion_steps=5)}.get(algo, ActorConfig(kind="deterministic"))
     return MAConfig(**{"algo": algo, "actor": actor, **overrides})
 
 

@@ -10,6 +10,14 @@ dQ_tot / dq_i >= 0 for every agent (monotone: the argmax of Q_tot is every agent
 greedy policy). Target (double Q): a'_i = argmax Q_i(o'_i, .) from the online utilities, evaluated by the target
 utilities and mixer; y = r + discount Q'_tot; loss = mean (Q_tot - y)^2 with r the agents' mean reward (equal for a
 cooperative team reward). Exploration: epsilon-greedy with `Hparams.epsilon`. Targets are Polyak averages (tau).
+
+DM-QMIX (`algo="dm_qmix"`; our construction, stated because seed 000 gives none): the same utilities and mixer, plus
+each agent's policy pi_i(. | o_i) = softmax(logit_scale x_0), x_0 the shared diffusion actor's chain on o_i (D2SAC's
+discrete actor, shared parameters with agent ids). The utilities are trained by the mixed TD loss above, with the
+next utilities taken in expectation under the policy, q'_i = sum_a pi_i(a | o'_i) Q'_i(o'_i, a) (D2SAC's discrete
+target), and the policy by D2SAC's discrete actor loss against its own utility,
+    sum_i sum_a pi_i(a | o_i) (alpha log pi_i(a | o_i) - Q_i(o_i, a)),
+which raises Q_tot because the mixer is monotone. Agents act by sampling pi_i (greedy: its argmax).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import jax.numpy as jnp
 from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
 from jaxdiff_rl.nets import MLP
 
-__all__ = ["Mixer", "utility_net", "init", "policy", "update", "default_hparams"]
+__all__ = ["Mixer", "utility_net", "init", "policy", "update", "default_hparams", "dm_init", "dm_policy", "dm_update"]
 
 
 class Mixer(nn.Module):
@@ -47,7 +55,7 @@ def utility_net(config: Any, num_actions: int) -> MLP:
 
 
 def default_hparams(**overrides: Any) -> Hparams:
-    base = dict(lr_critic=5e-4, gamma=0.99, tau=0.01, epsilon=0.1)
+    base = dict(lr_critic=5e-4, lr_actor=3e-4, gamma=0.99, tau=0.01, epsilon=0.1, alpha=0.05)
     return Hparams(**{**base, **overrides})
 
 
@@ -117,3 +125,77 @@ def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: 
                               target_actor=polyak(state.target_actor, util, hparams.tau),
                               target_critic=polyak(state.target_critic, mix, hparams.tau), updates=state.updates + 1)
     return new_state, {"critic_loss": loss, "q_mean": jnp.mean(q_tot), "target_mean": jnp.mean(y)}
+
+
+# --- DM-QMIX ------------------------------------------------------------------------------------------------
+def _policy_probs(config: Any, params: Any, key: jax.Array, local: jax.Array, num_actions: int) -> jax.Array:
+    """pi_i(. | o_i) [B, K, A] from the diffusion actor (one chain per agent and row)."""
+    from jaxdiff_rl.agents.networks import actor_forward
+
+    obs = _with_ids(config, local)
+    b, k, w = obs.shape
+    out = actor_forward(config.actor, params, key, obs.reshape(b * k, w), num_actions, True)
+    return out.probs.reshape(b, k, num_actions)
+
+
+def dm_init(key: jax.Array, config: Any, hparams: Hparams, num_agents: int, obs_dim: int, state_dim: int,
+            num_actions: int) -> AgentState:
+    """actor: the diffusion policy (shared); critic: (utilities, mixer); targets of both."""
+    from jaxdiff_rl.agents.networks import actor_init
+
+    k_actor, k_rest = jax.random.split(key)
+    width = obs_dim + num_agents
+    base = init(k_rest, config.replace(share_parameters=True), hparams, num_agents, obs_dim, state_dim, num_actions)
+    actor = actor_init(k_actor, config.actor, width, num_actions)
+    critic = (base.actor, base.critic)
+    return AgentState(actor=actor, critic=critic, target_actor=actor, target_critic=critic, actor_opt=adam_init(actor),
+                      critic_opt=adam_init(critic), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
+                      updates=jnp.int32(0))
+
+
+def dm_policy(config: Any, params: Any, key: jax.Array, local: jax.Array, num_actions: int,
+              greedy: bool = False) -> jax.Array:
+    """Joint action [B, K] int32: a sample of each agent's diffusion policy (greedy: its most probable action)."""
+    k_chain, k_pick = jax.random.split(key)
+    probs = _policy_probs(config, params, k_chain, local, num_actions)
+    if greedy:
+        return jnp.argmax(probs, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(k_pick, jnp.log(jnp.maximum(probs, 1e-12)), axis=-1).astype(jnp.int32)
+
+
+def dm_update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: Hparams,
+              num_actions: int) -> tuple[AgentState, dict[str, jax.Array]]:
+    """One TD update of (utilities, mixer) and one policy update of the diffusion actor (module docstring)."""
+    shared = config.replace(share_parameters=True)
+    local, s = batch.obs["local"], batch.obs["global"]
+    next_local, next_s = batch.next_obs["local"], batch.next_obs["global"]
+    mixer = Mixer(config.mixer_embed)
+    k_next, k_pi = jax.random.split(key)
+    next_pi = _policy_probs(config, state.target_actor, k_next, next_local, num_actions)
+    util_t, mix_t = state.target_critic
+    next_q = jnp.sum(next_pi * utilities(shared, util_t, next_local, num_actions), axis=-1)
+    reward = jnp.mean(batch.reward, axis=-1) if batch.reward.ndim > 1 else batch.reward
+    y = jax.lax.stop_gradient(reward + batch.discount * mixer.apply(mix_t, next_q, next_s))
+
+    def critic_loss_fn(params):
+        util, mix = params
+        q = jnp.take_along_axis(utilities(shared, util, local, num_actions), batch.action[..., None].astype(jnp.int32),
+                                -1)[..., 0]
+        return jnp.mean((mixer.apply(mix, q, s) - y) ** 2)
+
+    critic_loss, g_critic = jax.value_and_grad(critic_loss_fn)(state.critic)
+    critic, critic_opt = adam_step(state.critic, g_critic, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    q_all = jax.lax.stop_gradient(utilities(shared, critic[0], local, num_actions))  # [B, K, A]
+
+    def actor_loss_fn(params):
+        pi = _policy_probs(config, params, k_pi, local, num_actions)
+        log_pi = jnp.log(jnp.maximum(pi, 1e-12))
+        return jnp.mean(jnp.sum(pi * (hparams.alpha * log_pi - q_all), axis=-1)), -jnp.sum(pi * log_pi, -1).mean()
+
+    (actor_loss, entropy), g_actor = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
+    actor, actor_opt = adam_step(state.actor, g_actor, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
+    new_state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt,
+                              target_actor=polyak(state.target_actor, actor, hparams.tau),
+                              target_critic=polyak(state.target_critic, critic, hparams.tau), updates=state.updates + 1)
+    return new_state, {"critic_loss": critic_loss, "actor_loss": actor_loss, "entropy": entropy,
+                       "target_mean": jnp.mean(y)}

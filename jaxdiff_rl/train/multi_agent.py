@@ -1,4 +1,4 @@
-"""The multi-agent off-policy loop (MADDPG, DM-MADDPG; QMIX for discrete actions): `make_trainer(config, env, env_params) -> Trainer`.
+"""The multi-agent off-policy loop (MADDPG, DM-MADDPG; QMIX and DM-QMIX for discrete actions): `make_trainer(config, env, env_params) -> Trainer`.
 
 The same shape as `train.off_policy`: one jitted `lax.scan` over iterations; each collects `steps_per_iter`
 vectorised joint steps of `num_envs` environments (`vmap`) into the device replay buffer, then runs
@@ -65,6 +65,25 @@ def multi_agent_spec(env: Any, env_params: Any) -> tuple[ActionSpec, int]:
     return ActionSpec(False, dim, obs_dim, tuple(low.tolist()), tuple(high.tolist())), len(env.agents)
 
 
+def _act(config: maddpg.MAConfig, spec: ActionSpec, actor: Any, key: jax.Array, local: jax.Array, hparams: Hparams,
+         explore: bool) -> jax.Array:
+    """Joint actions of every algorithm: [B, K, A] in [-1, 1] (MADDPG family, Gaussian noise when exploring) or
+    [B, K] int32 (QMIX: epsilon-greedy; DM-QMIX: a sample of the diffusion policy, its argmax when greedy)."""
+    if config.algo == "qmix":
+        return qmix.policy(config, actor, key, local, spec.dim, hparams.epsilon if explore else 0.0)
+    if config.algo == "dm_qmix":
+        return qmix.dm_policy(config, actor, key, local, spec.dim, greedy=not explore)
+    k_act, k_noise = jax.random.split(key)
+    action = maddpg.policy(config, actor, k_act, local, spec.dim, greedy=not explore)
+    if not explore:
+        return action
+    return jnp.clip(action + hparams.explore_noise * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
+
+
+_INIT = {"maddpg": maddpg.init, "dm_maddpg": maddpg.init, "qmix": qmix.init, "dm_qmix": qmix.dm_init}
+_UPDATE = {"maddpg": maddpg.update, "dm_maddpg": maddpg.update, "qmix": qmix.update, "dm_qmix": qmix.dm_update}
+
+
 class _Ctx(NamedTuple):
     config: maddpg.MAConfig
     env: Any
@@ -108,14 +127,11 @@ def _global(ctx: _Ctx, env_params: Any, env_state: Any) -> jax.Array:
 def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: jax.Array):
     rs, buffer = carry
     config, spec, n, k = ctx.config, ctx.spec, ctx.config.num_envs, ctx.num_agents
-    k_act, k_noise, k_rand, k_env = jax.random.split(key, 4)
+    k_act, k_rand, k_env = jax.random.split(key, 3)
+    policy_action = _act(config, spec, rs.agent.actor, k_act, rs.obs, hparams, explore=True)
     if spec.discrete:
-        policy_action = qmix.policy(config, rs.agent.actor, k_act, rs.obs, spec.dim, hparams.epsilon)
         random_action = jax.random.randint(k_rand, policy_action.shape, 0, spec.dim, jnp.int32)
     else:
-        policy_action = maddpg.policy(config, rs.agent.actor, k_act, rs.obs, spec.dim)
-        noise = hparams.explore_noise * jax.random.normal(k_noise, policy_action.shape)
-        policy_action = jnp.clip(policy_action + noise, -1.0, 1.0)
         random_action = jax.random.uniform(k_rand, policy_action.shape, minval=-1.0, maxval=1.0)
     action = jnp.where(rs.env_steps < config.learning_starts, random_action, policy_action)
     global_state = _global(ctx, env_params, rs.env_state)
@@ -142,7 +158,7 @@ def _iteration(ctx: _Ctx, hparams: Hparams, env_params: Any, rs: MARunnerState, 
     def gradient_step(agent, kk):
         k_sample, k_up = jax.random.split(kk)
         batch = buffer_sample(buffer, k_sample, config.batch_size, 1, hparams.gamma)
-        return (qmix if ctx.spec.discrete else maddpg).update(k_up, config, agent, batch, hparams, ctx.spec.dim)
+        return _UPDATE[config.algo](k_up, config, agent, batch, hparams, ctx.spec.dim)
 
     def updates(agent):
         agent, metrics = jax.lax.scan(gradient_step, agent, jax.random.split(k_update, config.updates_per_iter))
@@ -212,8 +228,8 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
     if not isinstance(config, maddpg.MAConfig):
         raise TypeError(f"config must be a jaxdiff_rl.agents.maddpg.MAConfig, got {type(config).__name__}")
     spec, num_agents = multi_agent_spec(env, env_params)
-    if spec.discrete != (config.algo == "qmix"):
-        need = "discrete (Discrete)" if config.algo == "qmix" else "continuous (Box)"
+    if spec.discrete != (config.algo in maddpg.DISCRETE_MA_ALGORITHMS):
+        need = "discrete (Discrete)" if config.algo in maddpg.DISCRETE_MA_ALGORITHMS else "continuous (Box)"
         raise ValueError(f"{config.algo} needs {need} actions; {getattr(env, 'name', type(env).__name__)} has "
                          f"{'discrete' if spec.discrete else 'continuous'} ones (JaxMARL MPE: "
                          "make(..., action_type='Continuous') for MADDPG)")
@@ -229,8 +245,7 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
         obs, env_state = jax.vmap(lambda kk: env.reset(kk, env_params))(jax.random.split(k_env, config.num_envs))
         local = jax.vmap(lambda o: stack(o, agents).reshape(num_agents, -1).astype(jnp.float32))(obs)
         global_state = _global(ctx, env_params, env_state)
-        agent = (qmix if spec.discrete else maddpg).init(k_agent, config, hparams, num_agents, spec.obs_dim,
-                                                         global_state.shape[-1], spec.dim)
+        agent = _INIT[config.algo](k_agent, config, hparams, num_agents, spec.obs_dim, global_state.shape[-1], spec.dim)
         n = config.num_envs
         action = jnp.zeros((n, num_agents), jnp.int32) if spec.discrete else jnp.zeros((n, num_agents, spec.dim))
         example = Transition(obs={"local": local, "global": global_state}, action=action,
@@ -252,10 +267,7 @@ def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:
                  num_envs: int | None = None):
         """Greedy joint policy (no exploration noise) in fresh environments; see `evaluate_policy`."""
         def policy(k, local, env_state):
-            if spec.discrete:
-                action = qmix.policy(config, state.agent.actor, k, local, spec.dim)
-            else:
-                action = maddpg.policy(config, state.agent.actor, k, local, spec.dim, greedy=True)
+            action = _act(config, spec, state.agent.actor, k, local, hparams, explore=False)
             return jax.vmap(partial(_env_actions, ctx))(action)
 
         return evaluate_policy(env, default_env_params if env_params is None else env_params, policy, key, num_steps,
