@@ -174,7 +174,7 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="actor.kind must be 'diffusion'"):
         maddpg.MAConfig(algo="dm_maddpg")
     with pytest.raises(ValueError, match="MAConfig.algo"):
-        maddpg.MAConfig(algo="qmix")
+        maddpg.MAConfig(algo="vdn")
     with pytest.raises(ValueError, match="batch_size"):
         small_config(batch_size=10, buffer_size=5)
     with pytest.raises(TypeError, match="MAConfig"):
