@@ -92,3 +92,7 @@ register("fd-isac", FDISAC)
 register("ic-power", ICPower)
 register("ic-power-10", ICPower, num_links=10)
 register("mc-access", MCAccess)
+# many-agent power control (the mean-field agents): K D2D-like links at a constant density of one per 100 m x 100 m,
+# distance gains, P_max = 20 dBm, noise -95 dBm (10 MHz, 9 dB noise figure), reward = sum rate / K
+for _k in (64, 256):
+    register(f"ic-power-{_k}", ICPower, **ICPower.dense_preset(_k))

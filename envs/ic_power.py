@@ -6,8 +6,14 @@ decodes at
 
     r_k = log2(1 + g_kk p_k / (sum_{j != k} g_kj p_j + sigma^2))      [bit/s/Hz]
 
-Every agent gets the team reward sum_k w_k r_k (the weighted sum rate; w = 1 by default), so the game is
-cooperative. The gains are redrawn i.i.d. every slot:
+Every agent gets the team reward G = sum_k w_k r_k (the weighted sum rate; w = 1 by default), so the game is
+cooperative. With `reward_mode="difference"` agent k gets instead its difference reward (Wolpert and Tumer 2001)
+
+    D_k = G(p) - G(p with p_k = 0)                                             [bit/s/Hz]
+
+its own weighted rate minus the rate it takes from the others by interfering. dD_k/dp_k = dG/dp_k, so D_k ranks agent
+k's choices exactly as G does, but without the noise of the other K - 1 links' rates: the usual credit assignment for
+many agents (the mean-field variants use it). `infos["team_reward"]` is G either way; the training loop reports G. The gains are redrawn i.i.d. every slot:
 
 - `gain_model="rayleigh"`: |h_kj|^2 ~ Exp(1) for every pair (the Gaussian interference channel of Sun et al.,
   "Learning to optimize", IEEE TSP 2018, whose defaults P_max = 1 W, sigma^2 = 1 W we use);
@@ -48,10 +54,12 @@ from envs.environment import require_episode_steps, require_scalars
 from envs.multi_agent import MultiAgentEnv, stack, unstack
 from envs.spaces import Box
 
-__all__ = ["ICPower", "ICPowerParams", "ICPowerState", "wmmse", "link_rates", "weighted_sum_rate",
+__all__ = ["ICPower", "ICPowerParams", "ICPowerState", "wmmse", "link_rates", "weighted_sum_rate", "difference_rewards",
+           "REWARD_MODES",
            "exhaustive_optimum", "GAIN_MODELS"]
 
 GAIN_MODELS = ("rayleigh", "distance")
+REWARD_MODES = ("team", "difference")
 MAX_LINKS = 256
 
 
@@ -68,6 +76,9 @@ class ICPowerParams:
         num_links: K in [2, 256] (static: changes shapes).
         gain_model: "rayleigh" or "distance" (static).
         wmmse_iterations: iterations of the WMMSE reference (static).
+        reward_per_link: the team reward is the weighted sum rate divided by K (bit/s/Hz per link), so its scale
+            does not grow with K (static; the many-agent variants use it). `reference_value` is divided alike.
+        reward_mode: "team" (every agent gets G) or "difference" (agent k gets D_k, never divided by K; static).
     """
 
     p_max: Any = 1.0
@@ -82,6 +93,8 @@ class ICPowerParams:
     num_links: int = struct.field(pytree_node=False, default=5)
     gain_model: str = struct.field(pytree_node=False, default="rayleigh")
     wmmse_iterations: int = struct.field(pytree_node=False, default=100)
+    reward_per_link: bool = struct.field(pytree_node=False, default=False)
+    reward_mode: str = struct.field(pytree_node=False, default="team")
 
 
 @struct.dataclass
@@ -104,6 +117,25 @@ def weighted_sum_rate(powers: jax.Array, gains: jax.Array, noise: jax.Array | fl
                       weights: jax.Array | float = 1.0) -> jax.Array:
     """sum_k w_k r_k [...] in bit/s/Hz."""
     return jnp.sum(jnp.asarray(weights, jnp.float32) * link_rates(powers, gains, noise), axis=-1)
+
+
+def difference_rewards(powers: jax.Array, gains: jax.Array, noise: jax.Array | float,
+                       weights: jax.Array | float = 1.0) -> jax.Array:
+    """D_k = G(p) - G(p with p_k = 0) for every k: powers [K] (W), gains [K, K] -> [K] bit/s/Hz, in O(K^2).
+
+    Switching k off removes g_jk p_k from receiver j's interference and zeroes r_k."""
+    powers = jnp.asarray(powers, jnp.float32)
+    gains = jnp.asarray(gains, jnp.float32)
+    k = powers.shape[-1]
+    w = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), (k,))
+    received = gains * powers[None, :]
+    signal = jnp.diagonal(received)
+    interference = jnp.sum(received, axis=1) - signal  # [K (rx j)]
+    total = jnp.sum(w * jnp.log2(1.0 + signal / (interference + noise)))
+    # [k (switched off), j]: receiver j's interference without transmitter k (clamped: float cancellation)
+    without = jnp.maximum(interference[None, :] - received.T, 0.0)
+    rates_without = jnp.where(jnp.eye(k, dtype=bool), 0.0, jnp.log2(1.0 + signal[None, :] / (without + noise)))
+    return total - jnp.sum(w[None, :] * rates_without, axis=1)
 
 
 def wmmse(gains: jax.Array, p_max: jax.Array | float, noise: jax.Array | float, weights: jax.Array | float = 1.0,
@@ -183,6 +215,10 @@ class ICPower(MultiAgentEnv):
             raise ValueError(f"ICPower: num_links (K) must be an integer in [2, {MAX_LINKS}], got {params.num_links!r}")
         if params.gain_model not in GAIN_MODELS:
             raise ValueError(f"ICPower: gain_model must be one of {GAIN_MODELS}, got {params.gain_model!r}")
+        if params.reward_mode not in REWARD_MODES:
+            raise ValueError(f"ICPower: reward_mode must be one of {REWARD_MODES}, got {params.reward_mode!r}")
+        if not isinstance(params.reward_per_link, bool):
+            raise TypeError(f"ICPower: reward_per_link must be a bool, got {params.reward_per_link!r}")
         if not isinstance(params.wmmse_iterations, int) or params.wmmse_iterations < 1:
             raise ValueError(f"ICPower: wmmse_iterations must be an integer >= 1, got {params.wmmse_iterations!r}")
         require_scalars("ICPower", params, ("p_max", "noise_power", "area_m", "link_min_m", "link_max_m",
@@ -202,7 +238,9 @@ class ICPower(MultiAgentEnv):
         """One slot's gains [K, K] (gains[k, j]: transmitter j -> receiver k)."""
         k = params.num_links
         k_fade, k_tx, k_dist, k_angle = jax.random.split(key, 4)
-        fading = jax.random.exponential(k_fade, (k, k))
+        # Exp(1) draws are -log(1 - u) with u on the float32 grid, so about one in 2^23 is exactly 0, whose dB
+        # observation is -inf; a -60 dB floor removes that (P[Exp(1) < 1e-6] = 1e-6: the law is unchanged in effect).
+        fading = jnp.maximum(jax.random.exponential(k_fade, (k, k)), 1e-6)
         if params.gain_model == "rayleigh":
             return fading
         tx = jax.random.uniform(k_tx, (k, 2), maxval=params.area_m)
@@ -212,6 +250,18 @@ class ICPower(MultiAgentEnv):
         d = jnp.linalg.norm(rx[:, None, :] - tx[None, :, :], axis=-1)  # [rx k, tx j]
         d = jnp.maximum(d, 1.0)
         return db_to_linear(params.rho0_db) * d ** (-params.path_loss_exponent) * fading
+
+    @staticmethod
+    def dense_preset(num_links: int) -> dict[str, Any]:
+        """Parameters of the many-agent variants (`ic-power-64`, `ic-power-256`): `num_links` links at a constant
+        density (one per 100 m x 100 m, so `area_m` = 100 sqrt(K) m), distance gains, P_max = 0.1 W (20 dBm),
+        sigma^2 = 10^-12.5 W (-95 dBm: -174 dBm/Hz over 10 MHz plus a 9 dB noise figure), rewards per link and
+        difference rewards (the team reward G per link is reported in `infos["team_reward"]`)."""
+        return dict(num_links=num_links, gain_model="distance", area_m=100.0 * float(np.sqrt(num_links)), p_max=0.1,
+                    noise_power=10.0 ** -12.5, reward_per_link=True, reward_mode="difference")
+
+    def _reward_divisor(self, params: ICPowerParams) -> float:
+        return float(params.num_links) if params.reward_per_link else 1.0
 
     def weights(self, params: ICPowerParams) -> jax.Array:
         return jnp.broadcast_to(jnp.asarray(params.weights, jnp.float32), (params.num_links,))
@@ -244,11 +294,16 @@ class ICPower(MultiAgentEnv):
     def step_env(self, key: jax.Array, state: ICPowerState, actions: dict[str, jax.Array], params: ICPowerParams):
         powers = jnp.clip(stack(actions, self.agents).reshape(params.num_links), 0.0, params.p_max)
         rates = link_rates(powers, state.gains, params.noise_power)
-        reward = jnp.sum(self.weights(params) * rates)
+        reward = jnp.sum(self.weights(params) * rates) / self._reward_divisor(params)
+        if params.reward_mode == "difference":
+            # D_k is one link's worth already: it is not divided by K with reward_per_link
+            per_agent = difference_rewards(powers, state.gains, params.noise_power, self.weights(params))
+        else:
+            per_agent = jnp.broadcast_to(reward, (params.num_links,))
         next_state = ICPowerState(gains=self.sample_gains(key, params), last_power=powers, last_rate=rates,
                                   time=state.time + 1)
-        info = {"rates": rates, "sum_rate": reward, "powers": powers}
-        return self.get_obs(next_state, params), next_state, {a: reward for a in self.agents}, False, info
+        info = {"rates": rates, "sum_rate": reward, "powers": powers, "team_reward": reward}
+        return self.get_obs(next_state, params), next_state, unstack(per_agent, self.agents), False, info
 
     # --- references -----------------------------------------------------------------------------------
     def reference_powers(self, state: ICPowerState, params: ICPowerParams) -> jax.Array:
@@ -256,9 +311,10 @@ class ICPower(MultiAgentEnv):
         return wmmse(state.gains, params.p_max, params.noise_power, self.weights(params), params.wmmse_iterations)
 
     def reference_value(self, state: ICPowerState, params: ICPowerParams) -> jax.Array:
-        """WMMSE's weighted sum rate on this slot (the loop's `reference_fraction` divides by it)."""
+        """WMMSE's weighted sum rate on this slot, in the reward's units (the loop's `reference_fraction` divides
+        by it)."""
         return weighted_sum_rate(self.reference_powers(state, params), state.gains, params.noise_power,
-                                 self.weights(params))
+                                 self.weights(params)) / self._reward_divisor(params)
 
     def policies(self) -> dict[str, Any]:
         def as_actions(powers):

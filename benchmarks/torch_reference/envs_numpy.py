@@ -174,3 +174,38 @@ class MSRVec:
         obs = self.reset()
         done = np.ones(self.n, bool)
         return obs, reward.astype(np.float32), done, ~done, final, optimum
+
+
+class ICPowerVec:
+    """N ic-power environments at once: `reset() -> (local [N, K, 6], global [N, K^2 + 2K])`,
+    `step(powers [N, K]) -> (local, global, team reward [N])` (no episode ends: slots are i.i.d.)."""
+
+    def __init__(self, rng: np.random.Generator, num_envs: int, num_links: int, p_max: float = 1.0,
+                 noise: float = 1.0):
+        self.rng, self.n, self.k, self.p_max, self.noise = rng, num_envs, num_links, p_max, noise
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
+        snr = self.gains * self.p_max / self.noise
+        direct = np.diagonal(snr, axis1=1, axis2=2)
+        db = lambda x: 10.0 * np.log10(x)
+        local = np.stack([db(direct) / 10, db(1 + snr.sum(2) - direct) / 10, db(1 + snr.sum(1) - direct) / 10,
+                          self.last_rate / 5, self.last_power / self.p_max, np.ones_like(direct)], -1)
+        glob = np.concatenate([(db(snr) / 10).reshape(self.n, -1), self.last_power / self.p_max,
+                               np.ones((self.n, self.k))], -1)
+        return local.astype(np.float32), glob.astype(np.float32)
+
+    def reset(self) -> tuple[np.ndarray, np.ndarray]:
+        self.gains = np.maximum(self.rng.exponential(size=(self.n, self.k, self.k)), 1e-6)
+        self.last_power = np.zeros((self.n, self.k))
+        self.last_rate = np.zeros((self.n, self.k))
+        return self._observe()
+
+    def step(self, powers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        powers = np.clip(powers, 0.0, self.p_max)
+        received = self.gains * powers[:, None, :]
+        signal = np.diagonal(received, axis1=1, axis2=2)
+        rates = np.log2(1 + signal / (received.sum(2) - signal + self.noise))
+        self.last_power, self.last_rate = powers, rates
+        self.gains = np.maximum(self.rng.exponential(size=(self.n, self.k, self.k)), 1e-6)
+        local, glob = self._observe()
+        return local, glob, rates.sum(1)

@@ -28,12 +28,14 @@ import numpy as np
 from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
 from jaxdiff_rl.agents.networks import ActorConfig, DoubleCritic, actor_forward, actor_init
 
-__all__ = ["MA_ALGORITHMS", "MAConfig", "default_config", "default_hparams", "init", "policy", "update",
+__all__ = ["MA_ALGORITHMS", "DISCRETE_MA_ALGORITHMS", "MEAN_FIELD_ALGORITHMS", "MAConfig", "default_config", "default_hparams", "init", "policy", "update",
            "with_agent_ids", "make_critic"]
 
-MA_ALGORITHMS = ("maddpg", "dm_maddpg", "qmix", "dm_qmix")
+MA_ALGORITHMS = ("maddpg", "dm_maddpg", "qmix", "dm_qmix", "mfac", "dm_mfac")
 DISCRETE_MA_ALGORITHMS = ("qmix", "dm_qmix")
-_ACTOR_KIND = {"maddpg": "deterministic", "dm_maddpg": "diffusion", "qmix": "categorical", "dm_qmix": "diffusion"}
+MEAN_FIELD_ALGORITHMS = ("mfac", "dm_mfac")
+_ACTOR_KIND = {"maddpg": "deterministic", "dm_maddpg": "diffusion", "qmix": "categorical", "dm_qmix": "diffusion",
+               "mfac": "deterministic", "dm_mfac": "diffusion"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,10 @@ class MAConfig:
     `Hparams.explore_noise` on the [-1, 1] actions. QMIX (`algo="qmix"`, `agents/qmix.py`): `actor` describes the
     per-agent utility MLP (kind "categorical": discrete actions), `mixer_embed` the mixer's width, exploration is
     epsilon-greedy with `Hparams.epsilon`. DM-QMIX (`algo="dm_qmix"`): `actor` is the diffusion policy (shared over
-    agents), the utilities use `actor.hidden_dims` too.
+    agents), the utilities use `actor.hidden_dims` too. Mean-field actor-critic (`algo="mfac"`, tanh actor, or
+    `"dm_mfac"`, diffusion actor; `agents/mean_field.py`): one actor and one critic shared by all agents, no agent
+    ids (`share_parameters` must stay True), the critic on the agent's observation, action and the others' mean
+    action; `num_critics` and `target_smoothing` as for MADDPG.
     """
 
     algo: str = "maddpg"
@@ -78,6 +83,9 @@ class MAConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"MAConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.algo in MEAN_FIELD_ALGORITHMS and not self.share_parameters:
+            raise ValueError(f"MAConfig.share_parameters must be True for algo={self.algo!r}: mean-field agents are "
+                             "exchangeable and share one actor and one critic")
         if self.num_critics not in (1, 2):
             raise ValueError(f"MAConfig.num_critics must be 1 or 2, got {self.num_critics!r}")
         if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
@@ -101,8 +109,10 @@ class MAConfig:
 
 def default_config(algo: str = "maddpg", **overrides: Any) -> MAConfig:
     """MADDPG: tanh actors, one critic per agent (K heads). DM-MADDPG: the diffusion actor (T = 5, VP schedule).
-    QMIX: utility MLPs (64, 64) and a mixer of width 32."""
+    QMIX: utility MLPs (64, 64) and a mixer of width 32. Mean-field (mfac, dm_mfac): actors (64, 64), diffusion T = 5."""
     actor = {"dm_maddpg": ActorConfig(kind="diffusion", diffusion_steps=5),
+             "mfac": ActorConfig(kind="deterministic", hidden_dims=(64, 64)),
+             "dm_mfac": ActorConfig(kind="diffusion", hidden_dims=(64, 64), diffusion_steps=5),
              "qmix": ActorConfig(kind="categorical", hidden_dims=(64, 64)),
              "dm_qmix": ActorConfig(kind="diffusion", hidden_dims=(64, 64), diffusion_steps=5)}.get(algo, ActorConfig(kind="deterministic"))
     return MAConfig(**{"algo": algo, "actor": actor, **overrides})

@@ -61,3 +61,23 @@ def test_msr_vec_reward_and_optimum_match_envs():
     np.testing.assert_allclose(final[:, :80], gains, rtol=1e-6)
     np.testing.assert_array_equal(obs[:, 80], params.total_power)
     assert terminated.all() and not np.allclose(ref.gains, gains)  # one-shot: every step draws a new instance
+
+
+def test_icpower_vec_observes_and_rewards_like_envs_ic_power():
+    """benchmarks/multi_agent_speed.py's NumPy ic-power: the same 6 local features, global state and sum rate as
+    `envs.make("ic-power")` on the same gains."""
+    from benchmarks.torch_reference.envs_numpy import ICPowerVec
+    env, params = envs.make("ic-power", num_links=4)
+    vec = ICPowerVec(np.random.default_rng(0), num_envs=1, num_links=4)
+    vec.reset()
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    powers = np.array([[0.3, 1.0, 0.0, 0.7]])
+    vec.gains = np.asarray(state.gains, np.float64)[None]
+    _, _, reward = vec.step(powers)
+    obs, state2, rewards, _, _ = env.step(jax.random.PRNGKey(1), state, {a: powers[0, i:i + 1].astype(np.float32)
+                                                                         for i, a in enumerate(env.agents)}, params)
+    np.testing.assert_allclose(reward[0], float(rewards["tx_0"]), rtol=1e-5)
+    vec.gains = np.asarray(state2.gains, np.float64)[None]
+    local, glob = vec._observe()
+    np.testing.assert_allclose(local[0], np.stack([np.asarray(obs[a]) for a in env.agents]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(glob[0], np.asarray(env.get_state(state2, params)), rtol=1e-5, atol=1e-5)

@@ -149,3 +149,35 @@ def test_link_rates_broadcast_over_batches():
     p = jnp.ones((7, 3))
     np.testing.assert_allclose(np.asarray(link_rates(p, g, 1.0))[2], np_rates(np.ones(3), np.asarray(g[2], float), 1.0),
                                rtol=1e-5)
+
+
+def test_difference_rewards_match_switching_each_link_off_and_share_the_team_gradient():
+    rng = np.random.default_rng(3)
+    k = 7
+    g, p, w = rng.exponential(size=(k, k)), rng.uniform(0, 1, k), rng.uniform(0.5, 2.0, k)
+    from envs.ic_power import difference_rewards
+    total = float(np.sum(w * np_rates(p, g, 0.3)))
+    expected = [total - float(np.sum(w * np_rates(np.where(np.arange(k) == i, 0.0, p), g, 0.3))) for i in range(k)]
+    d = difference_rewards(jnp.asarray(p), jnp.asarray(g), 0.3, jnp.asarray(w))
+    np.testing.assert_allclose(np.asarray(d), expected, rtol=1e-4, atol=1e-5)
+    # dD_k/dp_k = dG/dp_k: the difference reward ranks agent k's own choices exactly as the team reward does
+    own = jax.vmap(lambda i: jax.grad(lambda q: difference_rewards(q, jnp.asarray(g), 0.3, jnp.asarray(w))[i])(
+        jnp.asarray(p))[i])(jnp.arange(k))
+    team = jax.grad(lambda q: weighted_sum_rate(q, jnp.asarray(g), 0.3, jnp.asarray(w)))(jnp.asarray(p))
+    np.testing.assert_allclose(np.asarray(own), np.asarray(team), rtol=1e-4)
+
+
+def test_difference_reward_env_gives_d_k_to_agents_and_g_as_the_team_reward():
+    env, params = envs.make("ic-power", num_links=4, reward_mode="difference", reward_per_link=True)
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    powers = np.array([0.2, 1.0, 0.0, 0.6], np.float32)
+    _, _, rewards, _, infos = env.step(jax.random.PRNGKey(1), state, {a: powers[i:i + 1] for i, a in
+                                                                      enumerate(env.agents)}, params)
+    g = np.asarray(state.gains, np.float64)
+    total = float(np.sum(np_rates(powers, g, 1.0)))
+    for i, agent in enumerate(env.agents):
+        off = float(np.sum(np_rates(np.where(np.arange(4) == i, 0.0, powers), g, 1.0)))
+        np.testing.assert_allclose(float(rewards[agent]), total - off, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(infos["team_reward"]), total / 4, rtol=1e-5)
+    with pytest.raises(ValueError, match="reward_mode"):
+        envs.make("ic-power", reward_mode="local")

@@ -88,8 +88,10 @@ def _final_params(run_dir: Path):
     return restore_state(run_dir, trainer, keys, hp)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
+    """Slow (about 50 s: three processes). The default run covers kill -9 and a bit-identical resume through the CLI
+    in tests/jaxdiff_rl/train/test_distributed.py (two processes, then resharded onto one)."""
     # the three processes compile the same program: a shared persistent cache compiles it once
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
