@@ -51,15 +51,17 @@ def warmup(num_envs: int, batch_size: int = 256) -> int:
     return -(-batch_size // num_envs)
 
 
-def maddpg_flops_per_iteration(num_links: int, num_envs: int, batch: int = 256) -> float:
-    """Matmul FLOPs of one iteration (acting in N envs + one MADDPG update), backward = 2x forward (1x where only the
-    input gradient is needed): target actor B K a + target critic B c + critic fwd/bwd 3 B c + actor fwd/bwd
-    3 B K a + critic on the K substituted joint actions, fwd and input-backward, 2 K B c; acting N K a."""
+def maddpg_flops(num_links: int, num_envs: int, iterations: int, batch: int = 256) -> float:
+    """Matmul FLOPs of a run of `iterations` iterations (acting in N envs every iteration, one MADDPG update in every
+    iteration after the warm-up), backward = 2x forward (1x where only the input gradient is needed): per update
+    target actor B K a + target critic B c + critic fwd/bwd 3 B c + actor fwd/bwd 3 B K a + critic on the K
+    substituted joint actions, fwd and input-backward, 2 K B c; per iteration acting N K a."""
     k = num_links
     mlp = lambda dims: sum(2 * x * y for x, y in zip(dims[:-1], dims[1:]))
     a = mlp([6 + k, *ACTOR, 1])
     c = mlp([k * k + 2 * k + k, *CRITIC, k])
-    return batch * k * a + batch * c + 3 * batch * c + 3 * batch * k * a + 2 * k * batch * c + num_envs * k * a
+    update = batch * k * a + batch * c + 3 * batch * c + 3 * batch * k * a + 2 * k * batch * c
+    return (iterations - warmup(num_envs, batch)) * update + iterations * num_envs * k * a
 
 
 def jax_agent_steps_per_s(num_links: int, num_envs: int, iterations: int) -> float:
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         iters = args.iterations + warmup(n)
         ours = jax_agent_steps_per_s(5, n, iters)
         ref = torch_agent_steps_per_s(5, n, iters) if have_torch else float("nan")
-        flops = maddpg_flops_per_iteration(5, n) * ours / (n * 5)
+        flops = maddpg_flops(5, n, iters) / (iters * n * 5 / ours)  # FLOP/s
         rows.append({"num_envs": n, "iterations": iters, "jax": ours, "torch": ref, "ratio": ours / ref,
                      "jax_fraction_of_ceiling": flops / ceiling})
         print(f"MADDPG K=5, {n:4d} envs: ours {ours:10.0f} agent-steps/s ({flops / ceiling:.0%} of the matmul "

@@ -172,3 +172,12 @@ def test_many_agent_presets_and_the_per_link_reward():
     np.testing.assert_allclose([float(rewards[a]) for a in ("tx_0", "tx_255")], np.asarray(d)[[0, 255]], rtol=1e-5)
     expected_ref = weighted_sum_rate(wmmse(state.gains, 0.1, 10.0 ** -12.5), state.gains, 10.0 ** -12.5) / 256
     np.testing.assert_allclose(float(env.reference_value(state, params)), float(expected_ref), rtol=1e-5)
+
+
+def test_the_cli_spec_builds_a_mean_field_run_on_the_many_agent_preset():
+    from jaxdiff_rl.app.experiment import TrainSpec, build
+    trainer, keys, hp, _ = build(TrainSpec(algo="dm_mfac", env="ic-power-64", num_seeds=2, hparams={"gamma": 0.0}))
+    assert trainer.config.algo == "dm_mfac" and trainer.config.actor.kind == "diffusion"
+    assert keys.shape[0] == 2 and np.all(np.asarray(hp.gamma) == 0.0)
+    with pytest.raises(ValueError, match="continuous"):
+        build(TrainSpec(algo="mfac", env="mc-access"))
