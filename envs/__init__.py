@@ -22,9 +22,10 @@ from envs.multi_agent import MultiAgentEnv
 from envs.msr import MSR, MSRParams, water_filling
 from envs.noma_uav import NomaUav
 from envs.offloading import Offloading
+from envs.uav_aoi import UAVAoI
 
 __all__ = [
-    "make", "names", "multi_agent_names", "register", "MultiAgentEnv", "ICPower", "MCAccess", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC",
+    "make", "names", "multi_agent_names", "register", "MultiAgentEnv", "ICPower", "MCAccess", "Environment", "Box", "Discrete", "MSR", "AIGC", "Offloading", "NomaUav", "FDISAC", "UAVAoI",
     "water_filling",
 ]
 
@@ -88,6 +89,9 @@ register("aigc", AIGC)
 register("co", Offloading)
 register("nu", NomaUav)
 register("fd-isac", FDISAC)
+# planning (issue 25): a UAV collecting updates from M IoT nodes, minimising their age of information
+register("uav-aoi", UAVAoI, num_nodes=5)
+register("uav-aoi-10", UAVAoI, num_nodes=10)
 # multi-agent (envs.multi_agent): K-link interference-channel power control, WMMSE as the reference
 register("ic-power", ICPower)
 register("ic-power-10", ICPower, num_links=10)

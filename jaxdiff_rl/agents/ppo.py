@@ -29,7 +29,10 @@ from flax import struct
 __all__ = ["PPOConfig", "PPOHparams", "ActorCritic", "ValueMLP", "gae", "ppo_loss", "LossTerms", "default_config",
            "default_hparams", "validate_ppo_hparams", "ON_POLICY_ALGORITHMS"]
 
-ON_POLICY_ALGORITHMS = ("ppo", "a2c", "dm_ppo")
+ON_POLICY_ALGORITHMS = ("ppo", "a2c", "dm_ppo", "ippo", "mappo")
+#: multi-agent PPO (`train/multi_agent_on_policy.py`): IPPO (each agent's critic on its own observation) and MAPPO
+#: (a centralised critic on the global state)
+MULTI_AGENT_ON_POLICY = ("ippo", "mappo")
 ACTORS = ("gaussian", "categorical", "diffusion")
 #: AgentConfig fields that only an off-policy run has: refused by PPOConfig with a clear message
 OFF_POLICY_ONLY = ("buffer_size", "n_step", "batch_size", "updates_per_iter", "steps_per_iter", "learning_starts",
@@ -48,7 +51,10 @@ class PPOConfig:
     `num_iterations = total_timesteps // (num_envs * num_steps)`.
 
     Attributes:
-        algo: "ppo" or "a2c" (A2C: no clipping, i.e. PPO with clip_eps = inf, one epoch, one minibatch).
+        algo: "ppo" or "a2c" (A2C: no clipping, i.e. PPO with clip_eps = inf, one epoch, one minibatch); "dm_ppo";
+            "ippo" / "mappo": PPO on a multi-agent environment, every agent a lane of one shared actor (with a
+            one-hot agent id), `num_envs` environments x K agents lanes; IPPO's critic reads the agent's
+            observation, MAPPO's the global state (`get_state`) and the agent id (`train/multi_agent_on_policy.py`).
         actor: "gaussian" (Box actions, see the module docstring) or "categorical" (Discrete).
         hidden_dims, activation: widths and activation of both the actor and the critic MLP.
         clip_value_loss: PPO's clipped value loss (max of the clipped and unclipped squared errors).
@@ -124,6 +130,8 @@ class PPOConfig:
         if self.generator == "flow" and not self.min_std > 0:
             raise ValueError(f"PPOConfig.min_std must be > 0 with generator='flow' (the kernels' noise), got "
                              f"{self.min_std!r}")
+        if self.algo in MULTI_AGENT_ON_POLICY and self.actor == "diffusion":
+            raise ValueError(f"PPOConfig: algo={self.algo!r} takes actor='gaussian' or 'categorical', got 'diffusion'")
         if self.algo == "dm_ppo" and self.actor != "diffusion":
             raise ValueError(f"PPOConfig: algo='dm_ppo' needs actor='diffusion', got {self.actor!r}")
         batch = self.num_envs * self.num_steps
@@ -219,12 +227,16 @@ def default_hparams(algo: str = "ppo", /, **overrides: Any) -> PPOHparams:
 
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs (orthogonal init, PureJaxRL's gains: sqrt(2) hidden, 0.01 policy head, 1 value
-    head). obs [B, obs_dim] -> (distribution over [B] actions or [B, A] actions, value [B])."""
+    head). obs [B, obs_dim] -> (distribution over [B] actions or [B, A] actions, value [B]).
+
+    `actor_width` (MAPPO): the actor reads only obs[..., :actor_width] (the agent's local view) and the critic only
+    obs[..., actor_width:] (the centralised view); None: both read all of obs."""
 
     action_dim: int
     discrete: bool
     hidden_dims: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    actor_width: int | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array):
@@ -232,7 +244,8 @@ class ActorCritic(nn.Module):
 
         act = activation(self.activation)
         hidden = lambda: nn.initializers.orthogonal(np.sqrt(2.0))
-        h = obs
+        split = self.actor_width
+        h = obs if split is None else obs[..., :split]
         for w in self.hidden_dims:
             h = act(nn.Dense(w, kernel_init=hidden(), bias_init=nn.initializers.zeros)(h))
         head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01), bias_init=nn.initializers.zeros)(h)
@@ -241,7 +254,7 @@ class ActorCritic(nn.Module):
         else:
             log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
             pi = distrax.MultivariateNormalDiag(head, jnp.exp(log_std))
-        v = obs
+        v = obs if split is None else obs[..., split:]
         for w in self.hidden_dims:
             v = act(nn.Dense(w, kernel_init=hidden(), bias_init=nn.initializers.zeros)(v))
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), bias_init=nn.initializers.zeros)(v)

@@ -16,6 +16,7 @@ import numpy as np
 
 import envs
 from jaxdiff_rl import agents
+from jaxdiff_rl.agents.ppo import MULTI_AGENT_ON_POLICY
 from jaxdiff_rl.agents import (MA_ALGORITHMS, OFFLINE_ALGORITHMS, ON_POLICY_ALGORITHMS, ActorConfig, AgentConfig, Hparams,
                                OfflineConfig, OfflineHparams, PPOConfig, PPOHparams)
 from jaxdiff_rl.app.runner import RunResult, restore_latest, run
@@ -187,15 +188,19 @@ def build(spec: TrainSpec) -> tuple[Trainer, jax.Array, Hparams, list[dict[str, 
     if unknown:
         raise ValueError(f"unknown static setting(s) {sorted(unknown)}; valid: {list(STATIC_FIELDS)}")
     on_policy = spec.algo in ON_POLICY_ALGORITHMS
-    multi_agent = spec.algo in MA_ALGORITHMS
+    multi_agent = spec.algo in MA_ALGORITHMS or spec.algo in MULTI_AGENT_ON_POLICY
     if multi_agent != isinstance(env, envs.MultiAgentEnv):
         raise ValueError(f"{spec.algo} needs a {'multi' if multi_agent else 'single'}-agent environment, got {env_name!r}"
-                         f" (multi-agent: {envs.multi_agent_names()}; multi-agent algorithms: {list(MA_ALGORITHMS)})")
-    discrete = False if multi_agent else hasattr(env.action_space(env_params), "n")
+                         f" (multi-agent: {envs.multi_agent_names()}; multi-agent algorithms: {[*MA_ALGORITHMS, *MULTI_AGENT_ON_POLICY]})")
     if multi_agent:
-        config = _multi_agent_config(spec)
-    elif on_policy:
+        from jaxdiff_rl.train.multi_agent import multi_agent_spec
+        discrete = multi_agent_spec(env, env_params)[0].discrete
+    else:
+        discrete = hasattr(env.action_space(env_params), "n")
+    if on_policy:
         config = _on_policy_config(spec, discrete)
+    elif multi_agent:
+        config = _multi_agent_config(spec)
     elif offline:
         config = _offline_config(spec, discrete)
     else:

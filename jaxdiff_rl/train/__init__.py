@@ -3,13 +3,16 @@ hparams and env params), so the runner, sweeps, checkpoints, CLI and plots know 
 
 - `off_policy`: SAC, TD3, DDPG and their diffusion versions (D2SAC, DM-TD3, DM-DDPG), replay buffer on device;
 - `on_policy`: PPO, A2C and DM-PPO (GAE, clipped surrogate, minibatch epochs);
-- `multi_agent`: MADDPG and DM-MADDPG (centralised critics, decentralised actors) on `envs.multi_agent` envs;
+- `multi_agent`: MADDPG, DM-MADDPG (centralised critics, decentralised actors), QMIX, DM-QMIX and the mean-field
+  MFAC / DM-MFAC on `envs.multi_agent` envs;
+- `multi_agent_on_policy`: IPPO and MAPPO, the on-policy iteration over agent lanes (a `PPOConfig` with
+  algo "ippo" / "mappo");
 - `offline`: BC, TD3+BC, IQL, Diffusion-QL and FQL on a fixed dataset (periodic greedy evaluation in the env);
 - beside them the pieces every loop shares: `buffer` (device replay buffer), `rollout` (vectorised episodes,
   timed rollouts, optimum fractions) and `sweep` (seed / grid stacking and sharding of hparams).
 
-`make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig`, `PPOConfig`, `MAConfig` or `OfflineConfig`,
-which also takes the dataset).
+`make_trainer` / `make_train` pick the loop from the config's type (`AgentConfig`, `PPOConfig` (IPPO / MAPPO by its algo),
+`MAConfig` or `OfflineConfig`, which also takes the dataset).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from jaxdiff_rl.agents.offline_base import OfflineConfig
-from jaxdiff_rl.agents.ppo import PPOConfig
+from jaxdiff_rl.agents.ppo import MULTI_AGENT_ON_POLICY, PPOConfig
 from jaxdiff_rl.agents.maddpg import MAConfig
-from jaxdiff_rl.train import multi_agent, off_policy, offline, on_policy
+from jaxdiff_rl.train import multi_agent, multi_agent_on_policy, off_policy, offline, on_policy
 from jaxdiff_rl.train.off_policy import (ActionSpec, RunnerState, Trainer, action_spec, check_finite,
                                          greedy_evaluation, optimum_fraction)
 from jaxdiff_rl.train.on_policy import OnPolicyState
@@ -39,6 +42,8 @@ def make_trainer(config: Any, env: Any, env_params: Any, dataset: Any = None) ->
     if dataset is not None:
         raise ValueError(f"dataset is for offline algorithms; {type(config).__name__} collects its own data")
     if isinstance(config, PPOConfig):
+        if config.algo in MULTI_AGENT_ON_POLICY:
+            return multi_agent_on_policy.make_trainer(config, env, env_params)
         return on_policy.make_trainer(config, env, env_params)
     if isinstance(config, MAConfig):
         return multi_agent.make_trainer(config, env, env_params)

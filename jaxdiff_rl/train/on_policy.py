@@ -85,6 +85,7 @@ class _Ctx(NamedTuple):
     critic: ValueMLP | None = None  # ... and a separate critic
     schedule: Any = None
     sampler: SamplerConfig | None = None
+    step_fn: Callable | None = None  # replaces `_env_step` (IPPO / MAPPO: `train.multi_agent_on_policy`)
 
 
 # --- the policy: one set of functions for the Gaussian / categorical actor-critic and the diffusion actor ---------
@@ -230,7 +231,8 @@ def _update_epoch(ctx: _Ctx, hparams: PPOHparams, flat: tuple, carry: tuple, key
 def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyState, _: Any):
     config = ctx.config
     key, k_roll, k_epochs = jax.random.split(rs.key, 3)
-    rs, (batch, stats) = jax.lax.scan(partial(_env_step, ctx, env_params), rs,
+    step_fn = _env_step if ctx.step_fn is None else ctx.step_fn
+    rs, (batch, stats) = jax.lax.scan(partial(step_fn, ctx, env_params), rs,
                                       jax.random.split(k_roll, config.num_steps))
     steps = config.num_steps * config.num_envs
     if config.bootstrap_truncated:
@@ -262,6 +264,9 @@ def _iteration(ctx: _Ctx, hparams: PPOHparams, env_params: Any, rs: OnPolicyStat
         **{name: jnp.mean(getattr(terms, name)) for name in
            ("actor_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ratio_mean")},
     }
+    if "team_reward" in stats:  # multi-agent lanes: the team's reward per env step, and vs the env's reference
+        metrics["reward_mean"] = jnp.mean(stats["team_reward"])
+        metrics["reference_fraction"] = jnp.sum(stats["team_reward"]) / jnp.sum(stats["reference"])
     rs = rs.replace(params=params, opt_state=opt_state, key=key, iteration=rs.iteration + 1, updates=updates)
     return rs, metrics
 
@@ -277,6 +282,10 @@ def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     """The pure functions of an on-policy run (see the module docstring); validated before anything compiles."""
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+    from envs.multi_agent import MultiAgentEnv
+    if isinstance(env, MultiAgentEnv):
+        raise ValueError(f"{config.algo} is single-agent; {getattr(env, 'name', type(env).__name__)} is a multi-agent "
+                         "environment: use algo='ippo' or 'mappo' (train.multi_agent_on_policy)")
     spec = action_spec(env, env_params)
     _check_env(config, spec)
     if config.actor == "diffusion":
