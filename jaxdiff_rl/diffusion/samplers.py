@@ -210,6 +210,7 @@ def sample(
     guide_scale: jax.Array | float = 1.0,
     x_init: jax.Array | None = None,
     start_step: int | None = None,
+    inpaint: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
     """Draw B samples of width D by running the reverse chain from x_T ~ N(0, I) (or from `x_init`).
 
@@ -227,6 +228,9 @@ def sample(
         start_step: static 0-indexed step s < T at which the chain starts, e.g. x_init = q_sample(x0, s): only the
             steps t <= s run (SDEdit-style partial denoising; DDPM's s + 1 steps). None: all steps (t = T-1 .. 0).
             With a strided DDIM/ODE subset, s must be one of its steps.
+        inpaint: (mask [D] or [B, D] bool, values [B, D]): the masked entries are known (Diffuser's conditioning,
+            e.g. a trajectory's current state) and are overwritten with `values` in x_T and after every step, so
+            the chain denoises the other entries consistently with them and returns them exactly.
     Returns:
         x_0 [B, D], or (x_0, trajectory) with `config.return_trajectory`.
     """
@@ -252,6 +256,16 @@ def sample(
         ts, ts_prev = ts[keep], ts_prev[keep]
     key_init, key_steps = jax.random.split(key)
     x = jax.random.normal(key_init, shape, jnp.float32) if x_init is None else x_init
+    if inpaint is not None:
+        mask, known = inpaint
+        mask = jnp.asarray(mask, bool)
+        if mask.shape[-1] != shape[1] or mask.ndim not in (1, 2):
+            raise ValueError(f"inpaint mask must have shape [D] or [B, D] with D = {shape[1]}, got {mask.shape}")
+        known = jnp.broadcast_to(jnp.asarray(known, jnp.float32), shape)
+        condition = lambda v: jnp.where(mask, known, v)
+    else:
+        condition = lambda v: v
+    x = condition(x)
     step_keys = jax.random.split(key_steps, len(ts))
     # t is passed as a scalar: every chain is at the same step, so the time embedding is computed once
     predict = lambda x, t, i: _predict(
@@ -285,6 +299,7 @@ def sample(
             x_next = x_next + dps_step
         if config.clip_xt is not None:
             x_next = clip_box(x_next, config.clip_xt, config.clip_gradient == "straight_through")
+        x_next = condition(x_next)
         return x_next, (x_next, x0)
 
     steps = (jnp.asarray(ts), jnp.asarray(ts_prev), step_keys, jnp.arange(len(ts)))
