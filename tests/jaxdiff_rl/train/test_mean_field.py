@@ -48,7 +48,7 @@ def test_losses_equal_the_agent_by_agent_mean_field_definition(algo):
     state = mean_field.init(jax.random.PRNGKey(0), config, hp, k, o - a, 1, a)
     batch = random_batch(jax.random.PRNGKey(1), b, k, o, a)
     key = jax.random.PRNGKey(2)
-    new, metrics = mean_field.update(key, config, state, batch, hp, a)
+    new, metrics = jax.jit(mean_field.update, static_argnums=(1, 5))(key, config, state, batch, hp, a)
     critic = mean_field.make_critic(config)
     k_next, _, k_pi = jax.random.split(key, 3)
     act = lambda params, kk, local: actor_forward(config.actor, params, kk, local.reshape(b * k, o), a,

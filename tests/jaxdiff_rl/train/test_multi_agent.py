@@ -42,7 +42,7 @@ def test_losses_equal_the_per_agent_maddpg_definition(share):
     state = maddpg.init(jax.random.PRNGKey(0), config, hp, k, o, s, a)
     batch = random_batch(jax.random.PRNGKey(1), b, k, o, s, a)
     key = jax.random.PRNGKey(2)
-    new, metrics = maddpg.update(key, config, state, batch, hp, a)
+    new, metrics = jax.jit(maddpg.update, static_argnums=(1, 5))(key, config, state, batch, hp, a)
     critic = maddpg.make_critic(config, k)
     ids = jnp.eye(k)
 
@@ -99,7 +99,7 @@ def test_actor_gradient_of_agent_i_flows_only_through_its_own_action():
     layers[last_layer]["kernel"] = layers[last_layer]["kernel"].at[:, :, 2].set(0.0)
     layers[last_layer]["bias"] = layers[last_layer]["bias"].at[:, 2].set(0.0)
     state = state.replace(critic=head)
-    new, _ = maddpg.update(jax.random.PRNGKey(2), config, state, batch, hp, a)
+    new, _ = jax.jit(maddpg.update, static_argnums=(1, 5))(jax.random.PRNGKey(2), config, state, batch, hp, a)
     moved = [float(jnp.max(jnp.abs(jax.tree_util.tree_leaves(new.actor)[0][i] - jax.tree_util.tree_leaves(state.actor)[0][i])))
              for i in range(k)]
     del last, critic
@@ -214,7 +214,7 @@ def test_qmix_td_loss_matches_the_definition():
     state = qmix.init(jax.random.PRNGKey(0), config, hp, k, o, s, a)
     batch = random_batch(jax.random.PRNGKey(1), b, k, o, s, 1)
     batch = batch.replace(action=jax.random.randint(jax.random.PRNGKey(3), (b, k), 0, a))
-    _, metrics = qmix.update(jax.random.PRNGKey(2), config, state, batch, hp, a)
+    _, metrics = jax.jit(qmix.update, static_argnums=(1, 5))(jax.random.PRNGKey(2), config, state, batch, hp, a)
     net, mixer = qmix.utility_net(config, a), qmix.Mixer(8)
     ids = jnp.eye(k)
     total = 0.0
@@ -263,7 +263,7 @@ def test_dm_qmix_losses_match_the_definition():
     batch = random_batch(jax.random.PRNGKey(1), b, k, o, s, 1)
     batch = batch.replace(action=jax.random.randint(jax.random.PRNGKey(3), (b, k), 0, a))
     key = jax.random.PRNGKey(2)
-    new, metrics = qmix.dm_update(key, config, state, batch, hp, a)
+    new, metrics = jax.jit(qmix.dm_update, static_argnums=(1, 5))(key, config, state, batch, hp, a)
     k_next, k_pi = jax.random.split(key)
     ids = jnp.eye(k)
     net, mixer = qmix.utility_net(config, a), qmix.Mixer(8)

@@ -89,12 +89,12 @@ def _ddpg_train():
 
 
 @pytest.mark.heavy
-def test_vmap_over_16_seeds_equals_16_separate_runs_and_same_key_same_bits():
+def test_vmap_over_16_seeds_equals_separate_runs_and_same_key_same_bits():
     train = _ddpg_train()
     hp = agents.default_hparams("ddpg")
     keys = jax.random.split(jax.random.key(42), 16)
     _, batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hp)
-    for i in range(16):
+    for i in (0, 5, 10, 15):  # lanes across the batch (each separate run costs a full training run)
         _, single = train(keys[i], hp)
         for name in ("critic_loss", "actor_loss", "return_mean"):
             np.testing.assert_allclose(np.asarray(batched[name][i]), np.asarray(single[name]), rtol=2e-4, atol=1e-5,
