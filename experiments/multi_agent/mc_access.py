@@ -18,7 +18,7 @@ import numpy as np
 import envs
 from jaxdiff_rl.agents import maddpg, qmix
 from jaxdiff_rl.train import make_trainer
-from jaxdiff_rl.train.multi_agent import evaluate_policy
+from jaxdiff_rl.train.multi_agent import evaluate_reference
 from jaxdiff_rl.train.sweep import with_seeds
 
 HERE = Path(__file__).parent
@@ -34,11 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     for n, c in ((3, 2), (4, 3)):
         env, params = envs.make("mc-access", num_users=n, num_channels=c)
         row = {}
-        pol = env.policies()
         for name in ("optimal", "best_channel", "random"):
-            f = lambda kk, local, es, name=name: jax.vmap(lambda k2, s: pol[name](k2, None, s, params))(
-                jax.random.split(kk, local.shape[0]), es)
-            r = jax.jit(lambda: evaluate_policy(env, params, f, eval_key, 64, 64))()
+            r = evaluate_reference(env, params, name, eval_key, 64, 64)
             row[name] = {"sum_rate": float(r["reward_mean"]), "optimum_fraction": float(r["reference_fraction"])}
         for algo in ("qmix", "dm_qmix"):
             config = maddpg.default_config(algo, num_envs=16, batch_size=128, num_iterations=args.iterations,

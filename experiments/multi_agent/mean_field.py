@@ -22,7 +22,7 @@ import envs
 from jaxdiff_rl.agents import maddpg
 from jaxdiff_rl.agents.networks import ActorConfig
 from jaxdiff_rl.train import make_trainer
-from jaxdiff_rl.train.multi_agent import evaluate_policy
+from jaxdiff_rl.train.multi_agent import evaluate_reference
 from jaxdiff_rl.train.sweep import with_seeds
 
 HERE = Path(__file__).parent
@@ -53,11 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     for k in args.links:
         env, params = envs.make("ic-power", **envs.ICPower.dense_preset(k))
         row = {"iterations": args.iterations, "num_envs": args.envs}
-        pol = env.policies()
         for name in ("wmmse", "max_power", "random"):
-            f = lambda kk, local, es, name=name: jax.vmap(lambda k2, s: pol[name](k2, None, s, params))(
-                jax.random.split(kk, local.shape[0]), es)
-            r = jax.jit(lambda: evaluate_policy(env, params, f, eval_key, 16, 16))()
+            r = evaluate_reference(env, params, name, eval_key, 16, 16)
             row[name] = {"sum_rate_per_link": float(r["reward_mean"]), "wmmse_fraction": float(r["reference_fraction"])}
         for algo in ALGOS:
             trainer = make_trainer(config_for(algo, args.iterations, args.envs), env, params)

@@ -300,6 +300,21 @@ def polyak(target: Any, online: Any, tau: jax.Array) -> Any:
     return optax.incremental_update(online, target, tau)
 
 
+def fresh_state(actor: Any, critic: Any) -> AgentState:
+    """An AgentState for new parameters: targets = copies, fresh Adam states, no temperature (log alpha 0)."""
+    return AgentState(actor=actor, critic=critic, target_actor=actor, target_critic=critic, actor_opt=adam_init(actor),
+                      critic_opt=adam_init(critic), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
+                      updates=jnp.int32(0))
+
+
+def commit_update(state: AgentState, actor: tuple[Any, Any], critic: tuple[Any, Any], tau: jax.Array) -> AgentState:
+    """The state after one update: new (params, Adam state) of actor and critic, Polyak targets, updates + 1."""
+    (actor, actor_opt), (critic, critic_opt) = actor, critic
+    return state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt,
+                         target_actor=polyak(state.target_actor, actor, tau),
+                         target_critic=polyak(state.target_critic, critic, tau), updates=state.updates + 1)
+
+
 def _layer_leaves(grads: Any):
     """(layer path, leaf name, leaf) for every leaf of a Flax params pytree ("params" dropped from the path)."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:

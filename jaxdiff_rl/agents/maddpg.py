@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
+from jaxdiff_rl.agents.base import AgentState, Hparams, adam_step, commit_update, fresh_state
 from jaxdiff_rl.agents.networks import ActorConfig, DoubleCritic, actor_forward, actor_init
 
 __all__ = ["MA_ALGORITHMS", "DISCRETE_MA_ALGORITHMS", "MEAN_FIELD_ALGORITHMS", "MAConfig", "default_config", "default_hparams", "init", "policy", "update",
@@ -124,6 +124,13 @@ def default_hparams(**overrides: Any) -> Hparams:
     return Hparams(**{**base, **overrides})
 
 
+def smooth_target(key: jax.Array, action: jax.Array, hparams: Hparams) -> jax.Array:
+    """TD3's target smoothing: clipped Gaussian noise (std target_noise, clip noise_clip) on actions in [-1, 1]."""
+    noise = jnp.clip(hparams.target_noise * jax.random.normal(key, action.shape), -hparams.noise_clip,
+                     hparams.noise_clip)
+    return jnp.clip(action + noise, -1.0, 1.0)
+
+
 def with_agent_ids(config: MAConfig, local_obs: jax.Array) -> jax.Array:
     """[..., K, o] -> [..., K, o + K] (a one-hot agent id appended) with parameter sharing, else unchanged."""
     if not config.share_parameters:
@@ -167,9 +174,7 @@ def init(key: jax.Array, config: MAConfig, hparams: Hparams, num_agents: int, ob
     else:
         actor = jax.vmap(lambda kk: actor_init(kk, config.actor, width, action_dim))(jax.random.split(k_actor, num_agents))
     critic = make_critic(config, num_agents).init(k_critic, jnp.zeros((1, state_dim + num_agents * action_dim)))
-    return AgentState(actor=actor, critic=critic, target_actor=actor, target_critic=critic, actor_opt=adam_init(actor),
-                      critic_opt=adam_init(critic), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
-                      updates=jnp.int32(0))
+    return fresh_state(actor, critic)
 
 
 def update(key: jax.Array, config: MAConfig, state: AgentState, batch: Any, hparams: Hparams,
@@ -184,9 +189,7 @@ def update(key: jax.Array, config: MAConfig, state: AgentState, batch: Any, hpar
 
     next_action = policy(config, state.target_actor, k_next, next_local, action_dim)
     if config.target_smoothing:
-        noise = jnp.clip(hparams.target_noise * jax.random.normal(k_smooth, next_action.shape),
-                         -hparams.noise_clip, hparams.noise_clip)
-        next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+        next_action = smooth_target(k_smooth, next_action, hparams)
     q_next = jnp.min(critic_net.apply(state.target_critic, _critic_input(next_x, next_action)), axis=0)  # [B, K]
     y = jax.lax.stop_gradient(batch.reward + batch.discount[:, None] * q_next)
 
@@ -206,13 +209,8 @@ def update(key: jax.Array, config: MAConfig, state: AgentState, batch: Any, hpar
         return -jnp.mean(jnp.diagonal(q_i, axis1=0, axis2=2)), mu
 
     (actor_loss, mu), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
-    actor, actor_opt = adam_step(state.actor, actor_grads, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
-    new_state = state.replace(
-        actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt,
-        target_actor=polyak(state.target_actor, actor, hparams.tau),
-        target_critic=polyak(state.target_critic, critic, hparams.tau),
-        updates=state.updates + 1,
-    )
+    actor = adam_step(state.actor, actor_grads, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
+    new_state = commit_update(state, actor, (critic, critic_opt), hparams.tau)
     metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": jnp.mean(q), "target_mean": jnp.mean(y),
                "action_abs_mean": jnp.mean(jnp.abs(mu))}
     return new_state, metrics

@@ -28,7 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
+from jaxdiff_rl.agents.base import AgentState, Hparams, adam_step, commit_update, fresh_state
+from jaxdiff_rl.agents.maddpg import smooth_target
 from jaxdiff_rl.agents.networks import DoubleCritic, actor_forward, actor_init
 
 __all__ = ["mean_of_others", "augment", "critic_input", "make_critic", "init", "policy", "update"]
@@ -78,9 +79,7 @@ def init(key: jax.Array, config: Any, hparams: Hparams, num_agents: int, obs_dim
     width = obs_dim + action_dim
     actor = actor_init(k_actor, config.actor, width, action_dim)
     critic = make_critic(config).init(k_critic, jnp.zeros((1, width + 2 * action_dim)))
-    return AgentState(actor=actor, critic=critic, target_actor=actor, target_critic=critic, actor_opt=adam_init(actor),
-                      critic_opt=adam_init(critic), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
-                      updates=jnp.int32(0))
+    return fresh_state(actor, critic)
 
 
 def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: Hparams,
@@ -93,9 +92,7 @@ def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: 
 
     next_action = policy(config, state.target_actor, k_next, next_local, action_dim)
     if config.target_smoothing:
-        noise = jnp.clip(hparams.target_noise * jax.random.normal(k_smooth, next_action.shape),
-                         -hparams.noise_clip, hparams.noise_clip)
-        next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+        next_action = smooth_target(k_smooth, next_action, hparams)
     q_next = jnp.min(_q(critic_net, state.target_critic,
                         critic_input(next_local, next_action, mean_of_others(next_action))), axis=0)  # [B, K]
     y = jax.lax.stop_gradient(batch.reward + batch.discount[:, None] * q_next)
@@ -113,13 +110,8 @@ def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: 
         return -jnp.mean(_q(critic_net, critic, critic_input(local, mu, others))[0]), mu
 
     (actor_loss, mu), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
-    actor, actor_opt = adam_step(state.actor, actor_grads, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
-    new_state = state.replace(
-        actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt,
-        target_actor=polyak(state.target_actor, actor, hparams.tau),
-        target_critic=polyak(state.target_critic, critic, hparams.tau),
-        updates=state.updates + 1,
-    )
+    actor = adam_step(state.actor, actor_grads, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
+    new_state = commit_update(state, actor, (critic, critic_opt), hparams.tau)
     metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": jnp.mean(q), "target_mean": jnp.mean(y),
                "action_abs_mean": jnp.mean(jnp.abs(mu))}
     return new_state, metrics

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff_rl.agents.base import AgentState, Hparams, adam_init, adam_step, polyak
+from jaxdiff_rl.agents.base import AgentState, Hparams, adam_step, commit_update, fresh_state
 from jaxdiff_rl.nets import MLP
 
 __all__ = ["Mixer", "utility_net", "init", "policy", "update", "default_hparams", "dm_init", "dm_policy", "dm_update"]
@@ -84,9 +84,7 @@ def init(key: jax.Array, config: Any, hparams: Hparams, num_agents: int, obs_dim
     else:
         util = jax.vmap(lambda kk: net.init(kk, jnp.zeros((1, width))))(jax.random.split(k_util, num_agents))
     mixer = Mixer(config.mixer_embed).init(k_mix, jnp.zeros((1, num_agents)), jnp.zeros((1, state_dim)))
-    return AgentState(actor=util, critic=mixer, target_actor=util, target_critic=mixer, actor_opt=adam_init(util),
-                      critic_opt=adam_init(mixer), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
-                      updates=jnp.int32(0))
+    return fresh_state(util, mixer)
 
 
 def policy(config: Any, params: Any, key: jax.Array, local: jax.Array, num_actions: int, epsilon: Any = 0.0) -> jax.Array:
@@ -119,11 +117,9 @@ def update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparams: 
         return jnp.mean((q_tot - y) ** 2), q_tot
 
     (loss, q_tot), (g_util, g_mix) = jax.value_and_grad(loss_fn, has_aux=True)((state.actor, state.critic))
-    util, util_opt = adam_step(state.actor, g_util, state.actor_opt, hparams.lr_critic, hparams.weight_decay)
-    mix, mix_opt = adam_step(state.critic, g_mix, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
-    new_state = state.replace(actor=util, critic=mix, actor_opt=util_opt, critic_opt=mix_opt,
-                              target_actor=polyak(state.target_actor, util, hparams.tau),
-                              target_critic=polyak(state.target_critic, mix, hparams.tau), updates=state.updates + 1)
+    util = adam_step(state.actor, g_util, state.actor_opt, hparams.lr_critic, hparams.weight_decay)
+    mix = adam_step(state.critic, g_mix, state.critic_opt, hparams.lr_critic, hparams.weight_decay)
+    new_state = commit_update(state, util, mix, hparams.tau)
     return new_state, {"critic_loss": loss, "q_mean": jnp.mean(q_tot), "target_mean": jnp.mean(y)}
 
 
@@ -148,9 +144,7 @@ def dm_init(key: jax.Array, config: Any, hparams: Hparams, num_agents: int, obs_
     base = init(k_rest, config.replace(share_parameters=True), hparams, num_agents, obs_dim, state_dim, num_actions)
     actor = actor_init(k_actor, config.actor, width, num_actions)
     critic = (base.actor, base.critic)
-    return AgentState(actor=actor, critic=critic, target_actor=actor, target_critic=critic, actor_opt=adam_init(actor),
-                      critic_opt=adam_init(critic), log_alpha=jnp.float32(0.0), alpha_opt=adam_init(jnp.float32(0.0)),
-                      updates=jnp.int32(0))
+    return fresh_state(actor, critic)
 
 
 def dm_policy(config: Any, params: Any, key: jax.Array, local: jax.Array, num_actions: int,
@@ -193,9 +187,7 @@ def dm_update(key: jax.Array, config: Any, state: AgentState, batch: Any, hparam
         return jnp.mean(jnp.sum(pi * (hparams.alpha * log_pi - q_all), axis=-1)), -jnp.sum(pi * log_pi, -1).mean()
 
     (actor_loss, entropy), g_actor = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
-    actor, actor_opt = adam_step(state.actor, g_actor, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
-    new_state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt,
-                              target_actor=polyak(state.target_actor, actor, hparams.tau),
-                              target_critic=polyak(state.target_critic, critic, hparams.tau), updates=state.updates + 1)
+    actor = adam_step(state.actor, g_actor, state.actor_opt, hparams.lr_actor, hparams.weight_decay)
+    new_state = commit_update(state, actor, (critic, critic_opt), hparams.tau)
     return new_state, {"critic_loss": critic_loss, "actor_loss": actor_loss, "entropy": entropy,
                        "target_mean": jnp.mean(y)}

@@ -37,7 +37,8 @@ from jaxdiff_rl.agents.base import AgentState, Hparams, validate_hparams
 from jaxdiff_rl.train.buffer import BufferState, Transition, buffer_add, buffer_init, buffer_sample
 from jaxdiff_rl.train.off_policy import ActionSpec, Trainer
 
-__all__ = ["MARunnerState", "make_trainer", "make_train", "multi_agent_spec", "evaluate_policy", "team_reward"]
+__all__ = ["MARunnerState", "make_trainer", "make_train", "multi_agent_spec", "evaluate_policy", "evaluate_reference",
+           "team_reward"]
 
 
 @struct.dataclass
@@ -156,7 +157,7 @@ def _agent_obs(ctx: _Ctx, local: jax.Array, mean_action: jax.Array) -> jax.Array
 
 def _env_step(ctx: _Ctx, hparams: Hparams, env_params: Any, carry: tuple, key: jax.Array):
     rs, buffer = carry
-    config, spec, n, k = ctx.config, ctx.spec, ctx.config.num_envs, ctx.num_agents
+    config, spec, n = ctx.config, ctx.spec, ctx.config.num_envs
     k_act, k_rand, k_env = jax.random.split(key, 3)
     seen = _agent_obs(ctx, rs.obs, rs.mean_action)
     policy_action = _act(config, spec, rs.agent.actor, k_act, seen, hparams, explore=True)
@@ -264,6 +265,19 @@ def evaluate_policy(env: Any, env_params: Any, policy: Callable, key: jax.Array,
             "reward_mean": jnp.sum(reward) / (num_steps * num_envs),
             "optimum_fraction": jnp.float32(jnp.nan),
             "reference_fraction": jnp.sum(reward) / jnp.sum(reference)}
+
+
+def evaluate_reference(env: Any, env_params: Any, name: str, key: jax.Array, num_steps: int,
+                       num_envs: int) -> dict[str, jax.Array]:
+    """`evaluate_policy` for the env's named reference policy (`env.policies()[name]`, e.g. "wmmse",
+    "max_power", "random" on ic-power), jitted. ValueError naming the valid policies for an unknown name."""
+    policies = env.policies()
+    if name not in policies:
+        raise ValueError(f"{getattr(env, 'name', type(env).__name__)} has no reference policy {name!r}; valid: "
+                         f"{sorted(policies)}")
+    policy = lambda k, local, env_state: jax.vmap(lambda kk, s: policies[name](kk, None, s, env_params))(
+        jax.random.split(k, local.shape[0]), env_state)
+    return jax.jit(lambda: evaluate_policy(env, env_params, policy, key, num_steps, num_envs))()
 
 
 def make_trainer(config: maddpg.MAConfig, env: Any, env_params: Any) -> Trainer:

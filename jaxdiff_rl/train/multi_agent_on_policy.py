@@ -114,10 +114,9 @@ def make_trainer(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     except ValueError as exc:
         raise ValueError(f"{config.algo} with {k} agents x {config.num_envs} envs = {lanes} lanes: {exc}") from None
     local_dim = spec.obs_dim + k
-    example_obs, example_state = jax.eval_shape(lambda kk: env.reset(kk, env_params), jax.random.PRNGKey(0))
+    example_state = jax.eval_shape(lambda kk: env.reset(kk, env_params), jax.random.PRNGKey(0))[1]
     state_dim = int(np.prod(jax.eval_shape(lambda s: env.get_state(s, env_params), example_state).shape)) \
         if centralised else 0
-    del example_obs
     width = local_dim + (state_dim + k if centralised else 0)
     lane_spec = spec._replace(obs_dim=width)
     net = ActorCritic(spec.dim, spec.discrete, tuple(config.hidden_dims), config.activation,

@@ -13,7 +13,7 @@ from jaxdiff_rl.agents import maddpg, mean_field
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward
 from jaxdiff_rl.train import make_trainer
 from jaxdiff_rl.train.buffer import Batch
-from jaxdiff_rl.train.multi_agent import evaluate_policy
+from jaxdiff_rl.train.multi_agent import evaluate_policy, evaluate_reference
 
 
 def small_config(algo="mfac", **kw):
@@ -135,13 +135,7 @@ def test_mfac_learns_many_agent_power_control_beyond_full_power():
     state, _ = jax.jit(trainer.train)(jax.random.PRNGKey(0), hp)
     key = jax.random.PRNGKey(9)
     learned = jax.jit(lambda s: trainer.evaluate(s, key, hp, 16, num_envs=16))(state)
-    pol = env.policies()
-
-    def baseline(name):
-        f = lambda k, local, es: jax.vmap(lambda kk, s: pol[name](kk, None, s, params))(jax.random.split(k, 16), es)
-        return jax.jit(lambda: evaluate_policy(env, params, f, key, 16, 16))()
-
-    full, rand = baseline("max_power"), baseline("random")
+    full, rand = (evaluate_reference(env, params, name, key, 16, 16) for name in ("max_power", "random"))
     print({n: float(r["reference_fraction"]) for n, r in (("mfac", learned), ("max", full), ("random", rand))})
     assert float(learned["reward_mean"]) > 1.10 * float(full["reward_mean"])
     assert float(learned["reward_mean"]) > 1.10 * float(rand["reward_mean"])

@@ -14,7 +14,7 @@ from jaxdiff_rl.agents import maddpg
 from jaxdiff_rl.agents.networks import ActorConfig, actor_forward
 from jaxdiff_rl.train import make_trainer
 from jaxdiff_rl.train.buffer import Batch
-from jaxdiff_rl.train.multi_agent import evaluate_policy
+from jaxdiff_rl.train.multi_agent import evaluate_reference
 
 SMALL = dict(critic_hidden_dims=(32, 32), num_envs=4, batch_size=32, num_iterations=3)
 
@@ -137,13 +137,7 @@ def test_maddpg_learns_on_ic_power_beyond_random_powers():
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), hp)
     key = jax.random.PRNGKey(9)
     learned = jax.jit(lambda s: trainer.evaluate(s, key, hp, 64, num_envs=64))(state)
-    pol = env.policies()
-
-    def baseline(name):
-        f = lambda k, local, es: jax.vmap(lambda kk, s: pol[name](kk, None, s, params))(jax.random.split(k, 64), es)
-        return jax.jit(lambda: evaluate_policy(env, params, f, key, 64, 64))()
-
-    rand, full, wm = baseline("random"), baseline("max_power"), baseline("wmmse")
+    rand, full, wm = (evaluate_reference(env, params, name, key, 64, 64) for name in ("random", "max_power", "wmmse"))
     print({n: float(r["reference_fraction"]) for n, r in (("maddpg", learned), ("random", rand), ("max", full),
                                                           ("wmmse", wm))})
     np.testing.assert_allclose(float(wm["reference_fraction"]), 1.0, rtol=1e-6)
@@ -241,9 +235,7 @@ def test_qmix_learns_channel_access_beyond_the_heuristics():
     state, _ = jax.jit(trainer.train)(jax.random.PRNGKey(0), hp)
     key = jax.random.PRNGKey(4)
     learned = jax.jit(lambda s: trainer.evaluate(s, key, hp, 64, num_envs=64))(state)
-    pol = env.policies()
-    f = lambda k, local, es: jax.vmap(lambda kk, s: pol["best_channel"](kk, None, s, params))(jax.random.split(k, 64), es)
-    heuristic = jax.jit(lambda: evaluate_policy(env, params, f, key, 64, 64))()
+    heuristic = evaluate_reference(env, params, "best_channel", key, 64, 64)
     print(float(learned["reference_fraction"]), float(heuristic["reference_fraction"]))
     assert float(learned["reference_fraction"]) > float(heuristic["reference_fraction"]) + 0.15
     with pytest.raises(ValueError, match="qmix needs discrete"):

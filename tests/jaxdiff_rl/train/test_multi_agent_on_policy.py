@@ -12,7 +12,7 @@ import envs
 from jaxdiff_rl import agents
 from jaxdiff_rl.agents.ppo import ActorCritic
 from jaxdiff_rl.train import make_trainer
-from jaxdiff_rl.train.multi_agent import evaluate_policy
+from jaxdiff_rl.train.multi_agent import evaluate_reference
 from jaxdiff_rl.train.multi_agent_on_policy import lane_observations
 
 
@@ -93,9 +93,7 @@ def test_ppo_lanes_learn_ic_power_beyond_full_power(algo):
     state, _ = jax.jit(trainer.train)(jax.random.PRNGKey(0), hp)
     key = jax.random.PRNGKey(9)
     learned = jax.jit(lambda s: trainer.evaluate(s, key, hp, 16, num_envs=64))(state)
-    pol = env.policies()
-    f = lambda kk, local, es: jax.vmap(lambda k2, s: pol["max_power"](k2, None, s, params))(jax.random.split(kk, 64), es)
-    full = jax.jit(lambda: evaluate_policy(env, params, f, key, 16, 64))()
+    full = evaluate_reference(env, params, "max_power", key, 16, 64)
     print(algo, float(learned["reference_fraction"]), float(full["reference_fraction"]))
     assert float(learned["reward_mean"]) > 1.15 * float(full["reward_mean"])
 
